@@ -1,0 +1,263 @@
+"""Many training iterations per compiled call: a ``lax.scan`` over ``train_step``.
+
+The training data live on the device(s); each iteration draws its minibatches
+and noise on device, so nothing is copied from the host per step. One
+per-device function runs under ``jax.pmap`` (default), under ``jax.shard_map``
+over a 1-D mesh, or under plain ``jax.jit`` on one device.
+
+Randomness is a pure function of (run key, step): the global minibatch of step
+s and its noise are the same whatever the device count, and device d takes
+rows ``[d * m, (d + 1) * m)`` of them (m = global batch / devices). Only the
+dropout masks differ per device. So a run is reproducible from its seed, a
+resumed run continues exactly, and 1 device and N devices compute the same
+update when dropout is off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from gan_jax import steps
+from gan_jax.state import GAN, GANState, sample_latent
+
+AXIS = "batch"
+PARALLEL_MODES = ("pmap", "shard_map", "none")
+Metrics = dict[str, jax.Array]
+
+
+# --- Shuffling without a stored permutation --------------------------------
+
+
+def _mix32(x: jax.Array) -> jax.Array:
+  """A bijective avalanche hash on uint32 (MurmurHash3's finaliser)."""
+  x = x ^ (x >> 16)
+  x = x * jnp.uint32(0x85EBCA6B)
+  x = x ^ (x >> 13)
+  x = x * jnp.uint32(0xC2B2AE35)
+  return x ^ (x >> 16)
+
+
+def permute_index(seed: jax.Array, epoch: jax.Array, position: jax.Array, n: int,
+                  rounds: int = 32) -> jax.Array:
+  """Position -> example index under a pseudorandom permutation of range(n) per epoch.
+
+  A swap-or-not shuffle: each round pairs x with (K - x) mod n and swaps when
+  a keyed hash bit of the pair says so. Every round is an involution, so the
+  map is a bijection for any n; it costs O(rounds) integer ops per index and
+  needs no [n] permutation array, so a step can shuffle its own minibatch.
+
+  Args:
+    seed: uint32 scalar.
+    epoch, position: int32 arrays of the same shape (position in [0, n)).
+    n: number of examples.
+  """
+  epoch_key = _mix32(seed ^ _mix32(epoch.astype(jnp.uint32) + jnp.uint32(0x9E3779B9)))
+  n32 = jnp.uint32(n)
+
+  def round_fn(r, x):
+    rk = _mix32(epoch_key + jnp.uint32(0x632BE5AB) * r.astype(jnp.uint32))
+    partner = (rk % n32 + n32 - x) % n32
+    hi = jnp.maximum(x, partner)
+    flip = (_mix32(hi ^ _mix32(rk ^ jnp.uint32(0x5BD1E995))) & 1) == 1
+    return jnp.where(flip, partner, x)
+
+  return lax.fori_loop(0, rounds, round_fn, position.astype(jnp.uint32)).astype(jnp.int32)
+
+
+class Source(Protocol):
+  """Where real minibatches come from (static, hashable)."""
+
+  def sample(self, data: Any, key: jax.Array, batch_index: jax.Array, offset: jax.Array,
+             count: int, global_batch: int) -> jax.Array:
+    """Rows [offset, offset + count) of global minibatch number ``batch_index``."""
+
+
+def _to_float(x: jax.Array) -> jax.Array:
+  if x.dtype == jnp.uint8:  # images stored as bytes; pixels in [0, 1]
+    return x.astype(jnp.float32) * (1.0 / 255.0)
+  return x.astype(jnp.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class ArraySource:
+  """A finite training set ``data`` ([N, F], uint8 or float) held on device.
+
+  Epochs of ``N // global_batch`` minibatches, each epoch a fresh permutation;
+  every example is seen at most once per epoch (the remainder, a different one
+  each epoch, is skipped). uint8 data are scaled to [0, 1].
+  """
+
+  num_examples: int
+  shuffle_rounds: int = 32
+
+  def batches_per_epoch(self, global_batch: int) -> int:
+    return self.num_examples // global_batch
+
+  def sample(self, data, key, batch_index, offset, count, global_batch):
+    bpe = self.batches_per_epoch(global_batch)
+    seed = jax.random.bits(key, (), jnp.uint32)
+    epoch = batch_index // bpe
+    position = (batch_index % bpe) * global_batch + offset + jnp.arange(count, dtype=jnp.int32)
+    idx = permute_index(seed, jnp.broadcast_to(epoch, position.shape), position,
+                        self.num_examples, self.shuffle_rounds)
+    return _to_float(jnp.take(data, idx, axis=0))
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerSource:
+  """An infinite source ``sample_fn(key, n) -> [n, F]`` (toy distributions); no data array.
+
+  Each global minibatch is drawn whole from a key of its index and sliced, so
+  the result does not depend on the device count.
+  """
+
+  sample_fn: Callable[[jax.Array, int], jax.Array]
+
+  def sample(self, data, key, batch_index, offset, count, global_batch):
+    full = self.sample_fn(jax.random.fold_in(key, batch_index), global_batch)
+    return lax.dynamic_slice_in_dim(_to_float(full), offset, count, axis=0)
+
+
+# --- The scanned chunk ------------------------------------------------------
+
+
+def run_chunk(gan: GAN, source: Source, state: GANState, data: Any, key: jax.Array, *,
+              num_steps: int, global_batch: int, device_index: jax.Array | int = 0,
+              num_devices: int = 1, axis_name: str | None = None
+              ) -> tuple[GANState, Metrics]:
+  """``num_steps`` training iterations from ``state`` on one device's share.
+
+  Pure and per-device: under pmap/shard_map pass ``axis_name`` and this
+  device's index; alone, leave the defaults.
+
+  Returns:
+    The new state and metrics stacked over the steps (``[num_steps]`` each).
+  """
+  m = global_batch // num_devices
+  offset = jnp.asarray(device_index, jnp.int32) * m
+  data_key, noise_key, drop_key = (jax.random.fold_in(key, i) for i in range(3))
+  nb, nz = gan.real_batches_per_step, gan.noise_batches_per_step
+
+  def body(state, _):
+    s = state.step
+    real = jnp.stack([
+        source.sample(data, data_key, s * nb + j, offset, m, global_batch) for j in range(nb)
+    ])  # [nb, m, F]
+    noise = sample_latent(gan, jax.random.fold_in(noise_key, s), (nz, global_batch))
+    noise = lax.dynamic_slice_in_dim(noise, offset, m, axis=1)  # [nz, m, latent]
+    rng = jax.random.fold_in(jax.random.fold_in(drop_key, s), device_index)
+    return steps.train_step(gan, state, real, rng, axis_name=axis_name, noise=noise)
+
+  return lax.scan(body, state, None, length=num_steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainLoop:
+  """A compiled, state-donating call that runs ``steps_per_call`` iterations.
+
+  Usage::
+
+    loop = TrainLoop(gan, ArraySource(len(x)), global_batch=100, steps_per_call=500)
+    dstate, ddata = loop.put_state(state), loop.put_data(x)
+    dstate, metrics = loop(dstate, ddata, jax.random.key(seed))   # metrics: [500] each
+    state = loop.get_state(dstate)
+
+  ``parallel``: ``"pmap"`` (replicas over ``devices``), ``"shard_map"`` (the same
+  per-device function over a 1-D mesh of ``devices``) or ``"none"`` (jit on
+  the first device). ``devices`` defaults to all local devices.
+  """
+
+  gan: GAN
+  source: Source
+  global_batch: int
+  steps_per_call: int
+  parallel: str = "pmap"
+  devices: tuple[Any, ...] | None = None
+
+  def __post_init__(self):
+    if self.parallel not in PARALLEL_MODES:
+      raise ValueError(f"parallel is {self.parallel!r}; use one of {PARALLEL_MODES}.")
+    if self.global_batch < 1 or self.steps_per_call < 1:
+      raise ValueError("global_batch and steps_per_call must be >= 1; got "
+                       f"{self.global_batch} and {self.steps_per_call}.")
+    n = self.num_devices
+    if self.global_batch % n:
+      raise ValueError(
+          f"The global batch size {self.global_batch} does not divide over the {n} devices "
+          f"used for data parallelism; choose a batch size that is a multiple of {n}.")
+
+  @functools.cached_property
+  def device_list(self) -> tuple[Any, ...]:
+    devices = tuple(self.devices) if self.devices is not None else tuple(jax.local_devices())
+    return devices[:1] if self.parallel == "none" else devices
+
+  @property
+  def num_devices(self) -> int:
+    return len(self.device_list)
+
+  @functools.cached_property
+  def mesh(self) -> Mesh:
+    return Mesh(np.array(self.device_list), (AXIS,))
+
+  def _chunk(self, device_index, num_devices, axis_name):
+    return functools.partial(run_chunk, self.gan, self.source, num_steps=self.steps_per_call,
+                             global_batch=self.global_batch, device_index=device_index,
+                             num_devices=num_devices, axis_name=axis_name)
+
+  @functools.cached_property
+  def _compiled(self):
+    n = self.num_devices
+    if self.parallel == "none":
+      return jax.jit(self._chunk(0, 1, None), donate_argnums=0)
+    if self.parallel == "pmap":
+      def per_device(state, data, key):
+        return self._chunk(lax.axis_index(AXIS), n, AXIS)(state, data, key)
+      return jax.pmap(per_device, axis_name=AXIS, in_axes=(0, 0, None),
+                      donate_argnums=0, devices=self.device_list)
+
+    def per_shard(state, data, key):
+      return self._chunk(lax.axis_index(AXIS), n, AXIS)(state, data, key)
+    # check_vma=False: the step averages its own gradients with lax.pmean, exactly
+    # as under pmap. With varying-axis checks on, the gradient of a replicated
+    # parameter would already arrive summed over devices and be reduced twice.
+    return jax.jit(jax.shard_map(per_shard, mesh=self.mesh, in_specs=(P(), P(), P()),
+                                 out_specs=(P(), P()), check_vma=False), donate_argnums=0)
+
+  def _put(self, tree):
+    if self.parallel == "pmap":  # a leading axis of one row per device, as pmap wants
+      n = self.num_devices
+      stacked = jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (n,) + np.shape(x)), tree)
+      return jax.device_put(stacked, NamedSharding(self.mesh, P(AXIS)))
+    if self.parallel == "shard_map":
+      return jax.device_put(tree, NamedSharding(self.mesh, P()), may_alias=False)
+    # A copy, never an alias: the loop donates what it is given.
+    return jax.device_put(tree, self.device_list[0], may_alias=False)
+
+  def put_state(self, state: GANState) -> GANState:
+    """The state placed for this loop (replicated over the devices)."""
+    return self._put(state)
+
+  def put_data(self, data: Any) -> Any:
+    """Training data placed on every device, once per run."""
+    return self._put(data)
+
+  def get_state(self, dstate: GANState) -> GANState:
+    """One copy of the state back from the devices (still device arrays)."""
+    if self.parallel == "pmap":
+      return jax.tree.map(lambda x: x[0], dstate)
+    return dstate
+
+  def __call__(self, dstate: GANState, data: Any, key: jax.Array) -> tuple[GANState, Metrics]:
+    """Run ``steps_per_call`` iterations. ``dstate`` is donated: use the returned one."""
+    dstate, metrics = self._compiled(dstate, data, key)
+    if self.parallel == "pmap":
+      metrics = jax.tree.map(lambda x: x[0], metrics)
+    return dstate, metrics

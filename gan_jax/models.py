@@ -1,0 +1,157 @@
+"""Flax Linen players: the paper's MLP generator and maxout discriminator.
+
+Both work on flat feature vectors ([B, features]); image data is flattened by
+the input pipeline. Widths, depths, maxout pieces, activations, dropout rates
+and initialisation scales are attributes, so the toy problems reuse the same
+modules at tiny sizes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Dtype = Any
+
+_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": nn.relu,
+    "leaky_relu": lambda x: nn.leaky_relu(x, 0.2),
+    "tanh": jnp.tanh,
+    "sigmoid": nn.sigmoid,
+    "linear": lambda x: x,
+}
+
+
+def _activation(name: str) -> Callable[[jax.Array], jax.Array]:
+  if name not in _ACTIVATIONS:
+    raise ValueError(f"Unknown activation {name!r}; use one of {sorted(_ACTIVATIONS)}.")
+  return _ACTIVATIONS[name]
+
+
+def symmetric_uniform(scale: float) -> Callable[..., jax.Array]:
+  """Initializer drawing from U(-scale, scale), as pylearn2's ``irange``."""
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -scale, scale)
+
+  return init
+
+
+# --- Dropout with packed random bits ---------------------------------------
+#
+# On CPU the PRNG is a large share of a training step: the paper's D draws
+# ~250k mask elements per iteration. jax.random.bernoulli spends 32 random
+# bits on each; a keep probability of 0.5 needs one, 0.75 needs two. We draw
+# uint32 words and slice each into 32 // width fields of `width` bits, with the
+# narrowest width that represents the keep probability exactly (16 bits
+# otherwise, an error below 1e-5). The rescaling uses the probability actually
+# realised, so the layer stays unbiased.
+
+
+def mask_bit_width(keep: float) -> int:
+  """Bits of randomness per mask element for keep probability ``keep``."""
+  for width in (1, 2, 4, 8, 16):
+    scaled = keep * (1 << width)
+    if abs(scaled - round(scaled)) < 1e-9:
+      return width
+  return 16
+
+
+def bernoulli_mask(key: jax.Array, keep: float, shape: Sequence[int]) -> tuple[jax.Array, float]:
+  """Boolean mask with P(True) ~= keep, and the exact probability realised."""
+  width = mask_bit_width(keep)
+  threshold = int(round(keep * (1 << width)))
+  per_word = 32 // width
+  size = math.prod(shape)
+  words = jax.random.bits(key, (-(-size // per_word),), jnp.uint32)
+  shifts = jnp.arange(0, 32, width, dtype=jnp.uint32)
+  fields = (words[:, None] >> shifts) & jnp.uint32((1 << width) - 1)  # [words, per_word]
+  mask = fields.reshape(-1)[:size].reshape(shape) < jnp.uint32(threshold)
+  return mask, threshold / (1 << width)
+
+
+def dropout(x: jax.Array, keep: float, key: jax.Array) -> jax.Array:
+  """Inverted dropout: keep each element with probability ``keep``, scale by 1/keep."""
+  if keep >= 1.0:
+    return x
+  mask, realised = bernoulli_mask(key, keep, x.shape)
+  return jnp.where(mask, x * jnp.asarray(1.0 / realised, x.dtype), jnp.zeros((), x.dtype))
+
+
+class MLPGenerator(nn.Module):
+  """G(z): Dense/activation layers, then a Dense output layer with its own activation.
+
+  Paper's MNIST G: ``hidden=(1200, 1200)``, ReLU, 784 sigmoid outputs, weights
+  U(±0.05). The output layer's bias is named ``output/bias`` so that it can be
+  set from the data's marginals (see ``gan_jax.init_state``).
+  """
+
+  output_dim: int = 784
+  hidden: Sequence[int] = (1200, 1200)
+  activation: str = "relu"
+  output_activation: str = "sigmoid"
+  init_scale: float = 0.05
+  dtype: Dtype = jnp.float32  # compute dtype; parameters stay float32
+
+  @nn.compact
+  def __call__(self, z: jax.Array) -> jax.Array:  # [B, latent] -> [B, output_dim]
+    init = symmetric_uniform(self.init_scale)
+    act = _activation(self.activation)
+    h = z
+    for i, width in enumerate(self.hidden):
+      h = act(nn.Dense(width, kernel_init=init, dtype=self.dtype, name=f"hidden_{i}")(h))
+    out = nn.Dense(self.output_dim, kernel_init=init, dtype=self.dtype, name="output")(h)
+    return _activation(self.output_activation)(out.astype(jnp.float32))
+
+
+class MaxoutDiscriminator(nn.Module):
+  """D(x) as a logit: dropout, then maxout (or plain) hidden layers, then one linear unit.
+
+  Paper's MNIST D: ``hidden=(240, 240)``, ``pieces=5``, weights U(±0.005),
+  dropout keep 0.8 on the input and 0.5 on each hidden layer's input.
+  ``activation="maxout"`` takes the max over ``pieces`` linear pieces per unit;
+  any other activation name makes plain layers (``pieces`` is then unused).
+  Dropout runs only with ``train=True`` and needs the ``"dropout"`` rng.
+  """
+
+  hidden: Sequence[int] = (240, 240)
+  pieces: int = 5
+  activation: str = "maxout"
+  init_scale: float = 0.005
+  input_keep: float = 0.8
+  hidden_keep: float = 0.5
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:  # [B, F] -> [B]
+    init = symmetric_uniform(self.init_scale)
+    drop_key = self.make_rng("dropout") if train and min(self.input_keep, self.hidden_keep) < 1 else None
+    h = x.astype(self.dtype)
+    for i, width in enumerate(self.hidden):
+      keep = self.input_keep if i == 0 else self.hidden_keep
+      if drop_key is not None:
+        h = dropout(h, keep, jax.random.fold_in(drop_key, i))
+      if self.activation == "maxout":
+        z = nn.Dense(width * self.pieces, kernel_init=init, dtype=self.dtype, name=f"hidden_{i}")(h)
+        h = jnp.max(z.reshape(z.shape[:-1] + (width, self.pieces)), axis=-1)
+      else:
+        h = _activation(self.activation)(
+            nn.Dense(width, kernel_init=init, dtype=self.dtype, name=f"hidden_{i}")(h))
+    if drop_key is not None and self.hidden:
+      h = dropout(h, self.hidden_keep, jax.random.fold_in(drop_key, len(self.hidden)))
+    logit = nn.Dense(1, kernel_init=init, dtype=self.dtype, name="output")(h)
+    return logit[..., 0].astype(jnp.float32)
+
+
+def marginal_output_bias(data_mean: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+  """Sigmoid-output bias that makes G's initial output the data's marginal means.
+
+  logit(clip(mean, eps, 1 - eps)) per feature, as the authors initialised G.
+  """
+  m = np.clip(np.asarray(data_mean, np.float64), eps, 1.0 - eps)
+  return np.log(m / (1.0 - m)).astype(np.float32)
