@@ -129,6 +129,29 @@ class SamplerSource:
 # --- The scanned chunk ------------------------------------------------------
 
 
+def iteration_inputs(gan: GAN, source: Source, data: Any, key: jax.Array, step: jax.Array, *,
+                     global_batch: int, device_index: jax.Array | int = 0, num_devices: int = 1
+                     ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """What iteration ``step`` feeds ``train_step`` on one device: (real, noise, rng).
+
+  real: ``[real_batches_per_step, m, F]``, noise: ``[noise_batches_per_step, m,
+  latent]`` (rows ``device_index * m ...`` of the global batch, m = global_batch /
+  num_devices), rng: this device's key for dropout. A pure function of (key,
+  step), so any iteration can be replayed.
+  """
+  m = global_batch // num_devices
+  offset = jnp.asarray(device_index, jnp.int32) * m
+  data_key, noise_key, drop_key = (jax.random.fold_in(key, i) for i in range(3))
+  nb, nz = gan.real_batches_per_step, gan.noise_batches_per_step
+  real = jnp.stack([
+      source.sample(data, data_key, step * nb + j, offset, m, global_batch) for j in range(nb)
+  ])
+  noise = sample_latent(gan, jax.random.fold_in(noise_key, step), (nz, global_batch))
+  noise = lax.dynamic_slice_in_dim(noise, offset, m, axis=1)
+  rng = jax.random.fold_in(jax.random.fold_in(drop_key, step), device_index)
+  return real, noise, rng
+
+
 def run_chunk(gan: GAN, source: Source, state: GANState, data: Any, key: jax.Array, *,
               num_steps: int, global_batch: int, device_index: jax.Array | int = 0,
               num_devices: int = 1, axis_name: str | None = None
@@ -141,19 +164,11 @@ def run_chunk(gan: GAN, source: Source, state: GANState, data: Any, key: jax.Arr
   Returns:
     The new state and metrics stacked over the steps (``[num_steps]`` each).
   """
-  m = global_batch // num_devices
-  offset = jnp.asarray(device_index, jnp.int32) * m
-  data_key, noise_key, drop_key = (jax.random.fold_in(key, i) for i in range(3))
-  nb, nz = gan.real_batches_per_step, gan.noise_batches_per_step
 
   def body(state, _):
-    s = state.step
-    real = jnp.stack([
-        source.sample(data, data_key, s * nb + j, offset, m, global_batch) for j in range(nb)
-    ])  # [nb, m, F]
-    noise = sample_latent(gan, jax.random.fold_in(noise_key, s), (nz, global_batch))
-    noise = lax.dynamic_slice_in_dim(noise, offset, m, axis=1)  # [nz, m, latent]
-    rng = jax.random.fold_in(jax.random.fold_in(drop_key, s), device_index)
+    real, noise, rng = iteration_inputs(gan, source, data, key, state.step,
+                                        global_batch=global_batch, device_index=device_index,
+                                        num_devices=num_devices)
     return steps.train_step(gan, state, real, rng, axis_name=axis_name, noise=noise)
 
   return lax.scan(body, state, None, length=num_steps)

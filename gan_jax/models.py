@@ -138,7 +138,9 @@ class MaxoutDiscriminator(nn.Module):
         h = dropout(h, keep, jax.random.fold_in(drop_key, i))
       if self.activation == "maxout":
         z = nn.Dense(width * self.pieces, kernel_init=init, dtype=self.dtype, name=f"hidden_{i}")(h)
-        h = jnp.max(z.reshape(z.shape[:-1] + (width, self.pieces)), axis=-1)
+        # Columns are piece-major ([pieces, width]): the max runs over `pieces`
+        # contiguous slabs, elementwise, rather than a strided minor axis.
+        h = jnp.max(z.reshape(z.shape[:-1] + (self.pieces, width)), axis=-2)
       else:
         h = _activation(self.activation)(
             nn.Dense(width, kernel_init=init, dtype=self.dtype, name=f"hidden_{i}")(h))

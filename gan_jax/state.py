@@ -33,7 +33,7 @@ class GAN:
     g_loss: ``"non_saturating"`` or ``"minimax"`` (see ``gan_jax.losses.generator_loss``).
     real_label: D's target for real data; < 1 is one-sided label smoothing.
     k: D updates per G update in the alternating mode (Algorithm 1).
-    update: ``"alternating"`` (Algorithm 1: k D steps, then a G step on fresh noise) or
+    update_rule: ``"alternating"`` (Algorithm 1: k D steps, then a G step on fresh noise) or
       ``"simultaneous"`` (the authors' MNIST run: both players' gradients from one
       minibatch and the same samples, applied together).
   """
@@ -47,20 +47,20 @@ class GAN:
   g_loss: str = "non_saturating"
   real_label: float = 1.0
   k: int = 1
-  update: str = "alternating"
+  update_rule: str = "alternating"
 
   def __post_init__(self):
     if self.latent_dist not in LATENT_DISTS:
       raise ValueError(f"GAN.latent_dist is {self.latent_dist!r}; use one of {LATENT_DISTS}.")
     if self.g_loss not in losses.G_LOSS_KINDS:
       raise ValueError(f"GAN.g_loss is {self.g_loss!r}; use one of {losses.G_LOSS_KINDS}.")
-    if self.update not in UPDATES:
-      raise ValueError(f"GAN.update is {self.update!r}; use one of {UPDATES}.")
+    if self.update_rule not in UPDATES:
+      raise ValueError(f"GAN.update_rule is {self.update_rule!r}; use one of {UPDATES}.")
     if not (isinstance(self.k, int) and self.k >= 1):
       raise ValueError(f"GAN.k is {self.k!r}; it must be an integer >= 1.")
-    if self.update == "simultaneous" and self.k != 1:
-      raise ValueError(f"GAN.k is {self.k} but update='simultaneous' uses one minibatch "
-                       "per iteration; set k=1 or use update='alternating'.")
+    if self.update_rule == "simultaneous" and self.k != 1:
+      raise ValueError(f"GAN.k is {self.k} but update_rule='simultaneous' uses one minibatch "
+                       "per iteration; set k=1 or use update_rule='alternating'.")
     if not 0.0 < self.real_label <= 1.0:
       raise ValueError(f"GAN.real_label is {self.real_label}; it must lie in (0, 1].")
     if self.latent_dim < 1:
@@ -69,12 +69,12 @@ class GAN:
   @property
   def real_batches_per_step(self) -> int:
     """Real minibatches one training iteration consumes (k, or 1 when simultaneous)."""
-    return self.k if self.update == "alternating" else 1
+    return self.k if self.update_rule == "alternating" else 1
 
   @property
   def noise_batches_per_step(self) -> int:
     """Noise minibatches one training iteration consumes (k + 1, or 1 when simultaneous)."""
-    return self.k + 1 if self.update == "alternating" else 1
+    return self.k + 1 if self.update_rule == "alternating" else 1
 
 
 @flax.struct.dataclass

@@ -118,34 +118,36 @@ def simultaneous_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Arr
                       ) -> tuple[GANState, Metrics]:
   """Both players' gradients from one minibatch and the same samples, applied together.
 
-  The authors' MNIST update: one G forward, one D forward on [real; G(z)] with
-  one dropout mask, and two backward passes through D from the same
-  linearisation (D's loss w.r.t. D's params; G's loss w.r.t. the samples).
-  ``state.step`` is not advanced.
+  The authors' MNIST update: G(z) once, D once on the real and once on the
+  generated half (dropout in both), D's loss differentiated w.r.t. D's params
+  and G's loss w.r.t. the samples from the same forward pass, then both
+  optimizers applied. ``state.step`` is not advanced.
+
+  The two halves go through D as separate passes so that the backward pass for
+  G's loss touches only the generated rows (the joint-batch form spends ~8% more
+  FLOPs on input gradients of real data that nothing uses).
   """
   z_key, drop_key = jax.random.split(rng)
+  real_key, fake_key = jax.random.split(drop_key)
   m = real_batch.shape[0]
   z = _noise(gan, z_key, m, noise)
   fake, g_vjp = jax.vjp(lambda p: _generate(gan, p, z), state.g_params)  # [m, F]
   real = real_batch.astype(fake.dtype)
+  real_logits, real_vjp = jax.vjp(lambda p: _discriminate(gan, p, real, real_key),
+                                  state.d_params)  # [m]
+  fake_logits, fake_vjp = jax.vjp(lambda p, x: _discriminate(gan, p, x, fake_key),
+                                  state.d_params, fake)  # [m]
 
-  def d_forward(d_params, fake):
-    return _discriminate(gan, d_params, jnp.concatenate([real, fake], axis=0), drop_key)
-
-  logits, d_vjp = jax.vjp(d_forward, state.d_params, fake)  # [2m]
-  real_logits, fake_logits = logits[:m], logits[m:]
-
-  def d_loss_fn(logits):
-    return losses.discriminator_loss(logits[:m], logits[m:], real_label=gan.real_label)
-
-  def g_loss_fn(logits):
-    return losses.generator_loss(logits[m:], kind=gan.g_loss)
-
-  d_loss, d_cotangent = jax.value_and_grad(d_loss_fn)(logits)
-  g_loss, g_cotangent = jax.value_and_grad(g_loss_fn)(logits)
-  d_grads, _ = d_vjp(d_cotangent)
-  _, fake_cotangent = d_vjp(g_cotangent)
-  (g_grads,) = g_vjp(fake_cotangent)
+  d_loss, (real_ct, fake_ct) = jax.value_and_grad(
+      lambda r, f: losses.discriminator_loss(r, f, real_label=gan.real_label),
+      argnums=(0, 1))(real_logits, fake_logits)
+  g_loss, g_ct = jax.value_and_grad(
+      lambda f: losses.generator_loss(f, kind=gan.g_loss))(fake_logits)
+  (d_grads_real,) = real_vjp(real_ct)
+  d_grads_fake, _ = fake_vjp(fake_ct)
+  d_grads = jax.tree.map(jnp.add, d_grads_real, d_grads_fake)
+  _, sample_ct = fake_vjp(g_ct)  # dG_loss / dG(z): [m, F]
+  (g_grads,) = g_vjp(sample_ct)
   d_grads, g_grads = _pmean((d_grads, g_grads), axis_name)
 
   d_params, d_opt_state = _apply(gan.d_optimizer, d_grads, state.d_opt_state, state.d_params)
@@ -163,7 +165,7 @@ def train_step(gan: GAN, state: GANState, real_batches: Batch, rng: jax.Array, *
   """One training iteration; advances ``state.step`` by one.
 
   Args:
-    gan: the spec; ``gan.update`` picks the mode.
+    gan: the spec; ``gan.update_rule`` picks the mode.
     state: current state.
     real_batches: ``[gan.real_batches_per_step, m, F]``: k minibatches for the
       alternating mode (one per D step), one for the simultaneous mode.
@@ -180,9 +182,9 @@ def train_step(gan: GAN, state: GANState, real_batches: Batch, rng: jax.Array, *
   expected = gan.real_batches_per_step
   if real_batches.shape[0] != expected:
     raise ValueError(f"real_batches has leading axis {real_batches.shape[0]}; this GAN "
-                     f"(update={gan.update!r}, k={gan.k}) needs {expected}.")
+                     f"(update_rule={gan.update_rule!r}, k={gan.k}) needs {expected}.")
   nz = (lambda j: None) if noise is None else (lambda j: noise[j])
-  if gan.update == "simultaneous":
+  if gan.update_rule == "simultaneous":
     state, metrics = simultaneous_step(gan, state, real_batches[0], rng,
                                        axis_name=axis_name, noise=nz(0))
   else:

@@ -1,0 +1,59 @@
+"""The authors' MNIST GAN (Goodfellow et al. 2014; goodfeli/adversarial mnist.yaml).
+
+Command:
+  python launch.py --config=experiments/mnist.py --workdir=runs/mnist
+  python launch.py --config=experiments/mnist.py:smoke     # < 1 minute, tiny
+Settings: G 100 -> 1200 ReLU -> 1200 ReLU -> 784 sigmoid (U(±0.05), output bias
+from pixel marginals); D maxout 240x5 -> maxout 240x5 -> 1 (U(±0.005)), dropout
+keep 0.8 on pixels and 0.5 on hidden units; uniform noise (±sqrt 3); simultaneous
+updates, non-saturating G loss; SGD batch 100, lr 0.1 / 1.000004^t (floor 1e-6),
+momentum 0.5 -> 0.7 over epochs 1-250 (500 minibatches an epoch).
+"""
+
+import ml_collections
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.batch_size = 100
+  config.num_train_steps = 250_000  # 500 epochs of 500 minibatches
+  config.log_every = 500
+  config.eval_every = 5_000
+  config.checkpoint_every = 5_000
+  config.steps_per_call = 500  # iterations per compiled call (a lax.scan chunk)
+  config.parallel = "pmap"  # "pmap" | "shard_map" | "none"
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = "mnist"
+  config.data.manual_dir = ""  # folder with the four MNIST .gz files, for offline machines
+  config.data.data_dir = ""  # TFDS data_dir ("" = TFDS_DATA_DIR or ~/tensorflow_datasets)
+
+  config.model = ml_collections.ConfigDict()
+  config.model.latent_dim = 100
+  config.model.latent_dist = "uniform"
+  config.model.dtype = "float32"
+  config.model.generator = ml_collections.ConfigDict(dict(
+      hidden=(1200, 1200), activation="relu", output_activation="sigmoid",
+      init_scale=0.05, output_bias="marginals"))
+  config.model.discriminator = ml_collections.ConfigDict(dict(
+      hidden=(240, 240), pieces=5, activation="maxout", init_scale=0.005,
+      input_keep=0.8, hidden_keep=0.5))
+
+  config.optimizer = ml_collections.ConfigDict(dict(
+      name="paper_sgd", learning_rate=0.1, decay_factor=1.000004, min_learning_rate=1e-6,
+      init_momentum=0.5, final_momentum=0.7, momentum_start_epoch=1,
+      momentum_saturate_epoch=250))
+
+  config.gan = ml_collections.ConfigDict(dict(
+      g_loss="non_saturating", real_label=1.0, k=1, update_rule="simultaneous"))
+
+  if arg == "smoke":
+    config.num_train_steps = 200
+    config.log_every = 50
+    config.eval_every = 100
+    config.checkpoint_every = 100
+    config.steps_per_call = 50
+  elif arg:
+    raise ValueError(f"Unknown config argument {arg!r}; use 'smoke' or nothing.")
+  return config
