@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -97,29 +98,13 @@ def sample_latent(gan: GAN, rng: jax.Array, shape: tuple[int, ...]) -> jax.Array
   return jax.random.normal(rng, full, jnp.float32)
 
 
-def init_state(gan: GAN, rng: jax.Array, real_example: jax.Array, *,
-               g_output_bias: np.ndarray | jax.Array | None = None) -> GANState:
-  """Initial GANState.
-
-  Args:
-    gan: the spec.
-    rng: PRNG key.
-    real_example: a batch shaped like the real data, ``[B, features]``; only its
-      shape and dtype are read.
-    g_output_bias: optional value for G's ``output/bias`` (e.g.
-      ``models.marginal_output_bias(train_mean)``, the authors' initialisation).
-  """
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _init(gan: GAN, feature_shape: tuple[int, ...], rng: jax.Array) -> GANState:
   g_key, d_key = jax.random.split(rng)
   z = jnp.zeros((1, gan.latent_dim), jnp.float32)
-  x = jnp.zeros((1,) + tuple(real_example.shape[1:]), jnp.float32)
+  x = jnp.zeros((1,) + feature_shape, jnp.float32)
   g_params = gan.generator.init(g_key, z)["params"]
   d_params = gan.discriminator.init({"params": d_key}, x, train=False)["params"]
-  if g_output_bias is not None:
-    old = g_params["output"]["bias"]
-    bias = jnp.asarray(g_output_bias, old.dtype)
-    if bias.shape != old.shape:
-      raise ValueError(f"g_output_bias has shape {bias.shape}; G's output bias has shape {old.shape}.")
-    g_params = {**g_params, "output": {**g_params["output"], "bias": bias}}
   return GANState(
       step=jnp.zeros((), jnp.int32),
       g_params=g_params,
@@ -127,3 +112,27 @@ def init_state(gan: GAN, rng: jax.Array, real_example: jax.Array, *,
       g_opt_state=gan.g_optimizer.init(g_params),
       d_opt_state=gan.d_optimizer.init(d_params),
   )
+
+
+def init_state(gan: GAN, rng: jax.Array, real_example: jax.Array, *,
+               g_output_bias: np.ndarray | jax.Array | None = None) -> GANState:
+  """Initial GANState (one compiled call).
+
+  Args:
+    gan: the spec.
+    rng: PRNG key.
+    real_example: a batch shaped like the real data, ``[B, features]``; only its
+      shape is read.
+    g_output_bias: optional value for G's ``output/bias`` (e.g.
+      ``models.marginal_output_bias(train_mean)``, the authors' initialisation).
+  """
+  state = _init(gan, tuple(int(d) for d in np.shape(real_example)[1:]), rng)
+  if g_output_bias is None:
+    return state
+  old = state.g_params["output"]["bias"]
+  bias = jnp.asarray(g_output_bias, old.dtype)
+  if bias.shape != old.shape:
+    raise ValueError(f"g_output_bias has shape {bias.shape}; G's output bias has shape {old.shape}.")
+  g_params = {**state.g_params, "output": {**state.g_params["output"], "bias": bias}}
+  # Optimizer states start from zeros/counts, independent of parameter values.
+  return state.replace(g_params=g_params)

@@ -51,7 +51,7 @@ def _d_metrics(gan: GAN, real_logits, fake_logits, d_loss, d_grads) -> Metrics:
       "value": losses.value_function(real_logits, fake_logits),
       "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
       "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
-      "d_grad_norm": optax.global_norm(d_grads),
+      "d_grad_norm": optax.tree.norm(d_grads),
   }
 
 
@@ -109,7 +109,7 @@ def g_step(gan: GAN, state: GANState, rng: jax.Array, batch_size: int, *,
   g_loss, grads = jax.value_and_grad(loss_fn)(state.g_params)
   grads = _pmean(grads, axis_name)
   g_params, g_opt_state = _apply(gan.g_optimizer, grads, state.g_opt_state, state.g_params)
-  metrics = _pmean({"g_loss": g_loss, "g_grad_norm": optax.global_norm(grads)}, axis_name)
+  metrics = _pmean({"g_loss": g_loss, "g_grad_norm": optax.tree.norm(grads)}, axis_name)
   return state.replace(g_params=g_params, g_opt_state=g_opt_state), metrics
 
 
@@ -153,7 +153,7 @@ def simultaneous_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Arr
   d_params, d_opt_state = _apply(gan.d_optimizer, d_grads, state.d_opt_state, state.d_params)
   g_params, g_opt_state = _apply(gan.g_optimizer, g_grads, state.g_opt_state, state.g_params)
   metrics = _d_metrics(gan, real_logits, fake_logits, d_loss, d_grads)
-  metrics.update(g_loss=g_loss, g_grad_norm=optax.global_norm(g_grads))
+  metrics.update(g_loss=g_loss, g_grad_norm=optax.tree.norm(g_grads))
   metrics = _pmean(metrics, axis_name)
   return state.replace(d_params=d_params, d_opt_state=d_opt_state,
                        g_params=g_params, g_opt_state=g_opt_state), metrics

@@ -1,0 +1,48 @@
+"""Test setup: four fake CPU devices (set before JAX is imported) and tiny GANs."""
+
+import os
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           " --xla_force_host_platform_device_count=4").strip()
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import jax  # noqa: E402
+
+# Tests compile many small programs; XLA's optimisations cost more time than they save.
+jax.config.update("jax_disable_most_optimizations", True)
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+import pytest  # noqa: E402
+
+import gan_jax  # noqa: E402
+
+FEATURES, LATENT = 12, 3
+
+
+def tiny_gan(*, keep: float = 1.0, update_rule: str = "alternating", k: int = 1,
+             g_loss: str = "non_saturating", lr: float = 0.05, **kw) -> gan_jax.GAN:
+  """A small MLP/maxout GAN on FEATURES-dim data; ``keep`` sets all dropout keep rates."""
+  return gan_jax.GAN(
+      generator=gan_jax.MLPGenerator(output_dim=FEATURES, hidden=(16,), init_scale=0.5),
+      discriminator=gan_jax.MaxoutDiscriminator(hidden=(8, 6), pieces=3, init_scale=0.5,
+                                                input_keep=keep, hidden_keep=keep),
+      g_optimizer=optax.sgd(lr, momentum=0.5),
+      d_optimizer=optax.adam(lr),
+      latent_dim=LATENT, update_rule=update_rule, k=k, g_loss=g_loss, **kw)
+
+
+@pytest.fixture
+def data():
+  return np.random.RandomState(0).randint(0, 256, (240, FEATURES)).astype(np.uint8)
+
+
+def assert_trees_close(a, b, **tol):
+  leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(leaves_a) == len(leaves_b)
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), **tol)
+
+
+def assert_trees_equal(a, b):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

@@ -1,0 +1,100 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import gan_jax
+from gan_jax import models
+
+
+@pytest.mark.parametrize("keep,width", [(0.5, 1), (0.75, 2), (0.25, 2), (0.8, 16), (0.9, 16)])
+def test_mask_width_is_the_narrowest_exact_one(keep, width):
+  assert models.mask_bit_width(keep) == width
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.8, 0.3])
+def test_bernoulli_mask_frequency_and_independence(keep):
+  mask, realised = models.bernoulli_mask(jax.random.key(0), keep, (1000, 500))
+  assert abs(realised - keep) < 1e-5
+  freq = float(jnp.mean(mask))
+  sigma = (keep * (1 - keep) / mask.size) ** 0.5
+  assert abs(freq - realised) < 5 * sigma
+  # Neighbouring elements (which share a random word) are uncorrelated.
+  m = np.asarray(mask, np.float64).reshape(-1)
+  corr = np.corrcoef(m[:-1], m[1:])[0, 1]
+  assert abs(corr) < 5 / m.size**0.5
+  # Different keys give different masks.
+  other, _ = models.bernoulli_mask(jax.random.key(1), keep, (1000, 500))
+  assert float(jnp.mean(mask != other)) > 0.1
+
+
+def test_dropout_is_unbiased_and_zeroes_elements():
+  x = jnp.ones((2000, 300))
+  y = models.dropout(x, 0.8, jax.random.key(3))
+  assert abs(float(jnp.mean(y)) - 1.0) < 0.01
+  _, realised = models.bernoulli_mask(jax.random.key(3), 0.8, (1,))
+  np.testing.assert_allclose(np.unique(np.asarray(y)), [0.0, 1 / realised], rtol=1e-6)
+  assert models.dropout(x, 1.0, jax.random.key(3)) is x
+
+
+def test_paper_players_shapes_ranges_and_init():
+  g = gan_jax.MLPGenerator()
+  d = gan_jax.MaxoutDiscriminator()
+  z = jax.random.uniform(jax.random.key(0), (5, 100), minval=-3**0.5, maxval=3**0.5)
+  gp = g.init(jax.random.key(1), z)["params"]
+  dp = d.init(jax.random.key(2), jnp.zeros((1, 784)), train=False)["params"]
+  assert gp["hidden_0"]["kernel"].shape == (100, 1200)
+  assert gp["hidden_1"]["kernel"].shape == (1200, 1200)
+  assert gp["output"]["kernel"].shape == (1200, 784)
+  assert dp["hidden_0"]["kernel"].shape == (784, 240 * 5)
+  assert dp["hidden_1"]["kernel"].shape == (240, 240 * 5)
+  assert dp["output"]["kernel"].shape == (240, 1)
+  for p, scale in [(gp, 0.05), (dp, 0.005)]:
+    for layer in p.values():
+      k = np.asarray(layer["kernel"])
+      assert np.abs(k).max() <= scale and np.abs(k).max() > 0.9 * scale
+      assert abs(k.mean()) < 0.05 * scale
+  x = g.apply({"params": gp}, z)
+  assert x.shape == (5, 784) and float(x.min()) > 0 and float(x.max()) < 1
+  logits = d.apply({"params": dp}, x, train=True, rngs={"dropout": jax.random.key(4)})
+  assert logits.shape == (5,) and logits.dtype == jnp.float32
+
+
+def test_maxout_matches_a_direct_computation():
+  d = gan_jax.MaxoutDiscriminator(hidden=(4,), pieces=3, input_keep=1.0, hidden_keep=1.0,
+                                  init_scale=1.0)
+  x = jax.random.normal(jax.random.key(0), (7, 5))
+  p = d.init(jax.random.key(1), x, train=False)["params"]
+  w, b = np.asarray(p["hidden_0"]["kernel"]), np.asarray(p["hidden_0"]["bias"])
+  z = np.asarray(x) @ w + b  # [7, 12]
+  h = np.stack([z[:, [piece * 4 + unit for piece in range(3)]].max(-1) for unit in range(4)], -1)
+  expected = h @ np.asarray(p["output"]["kernel"])[:, 0] + np.asarray(p["output"]["bias"])[0]
+  np.testing.assert_allclose(d.apply({"params": p}, x, train=True,
+                                     rngs={"dropout": jax.random.key(2)}), expected, rtol=1e-5)
+
+
+def test_dropout_runs_only_in_training():
+  d = gan_jax.MaxoutDiscriminator(hidden=(8,), pieces=2)
+  x = jnp.ones((3, 6))
+  p = d.init(jax.random.key(0), x, train=False)["params"]
+  a = d.apply({"params": p}, x, train=False)
+  b = d.apply({"params": p}, x, train=False)
+  c = d.apply({"params": p}, x, train=True, rngs={"dropout": jax.random.key(1)})
+  np.testing.assert_array_equal(a, b)
+  assert not np.allclose(a, c)
+
+
+def test_marginal_output_bias_sets_initial_output_to_marginals():
+  means = np.array([0.0, 0.13, 0.5, 0.9, 1.0])
+  bias = models.marginal_output_bias(means)
+  np.testing.assert_allclose(1 / (1 + np.exp(-bias.astype(np.float64))),
+                             np.clip(means, 1e-7, 1 - 1e-7), rtol=1e-5)
+  g = gan_jax.MLPGenerator(output_dim=5, hidden=(4,), init_scale=1e-6)
+  spec = gan_jax.GAN(g, gan_jax.MaxoutDiscriminator(hidden=(3,), pieces=2), optax.sgd(0.1),
+                     optax.sgd(0.1), latent_dim=2)
+  state = gan_jax.init_state(spec, jax.random.key(0), jnp.zeros((1, 5)), g_output_bias=bias)
+  out = spec.generator.apply({"params": state.g_params}, jnp.zeros((3, 2)))
+  np.testing.assert_allclose(out[0], np.clip(means, 1e-7, 1 - 1e-7), atol=1e-4)
+  with pytest.raises(ValueError, match="shape"):
+    gan_jax.init_state(spec, jax.random.key(0), jnp.zeros((1, 5)), g_output_bias=bias[:3])
