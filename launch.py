@@ -1,18 +1,55 @@
-"""Train a GAN from an experiment config: python launch.py --config=experiments/mnist.py"""
+"""Train a GAN from an experiment config.
+
+  python launch.py --config=experiments/mnist.py --workdir=runs/mnist
+  python launch.py --config=experiments/mnist.py:smoke --config.data.manual_dir=/path/to/mnist
+
+Any config field can be overridden with --config.<field>=<value>; a misspelt
+field is an error. Launching again with the same --workdir resumes from its
+newest checkpoint.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow only reads files here
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Where the run writes its outputs.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file, optionally with an argument: file.py:smoke.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Where the run writes config, metrics, samples and checkpoints "
+    "(default: runs/<config name>[_<argument>]).")
+
+
+def default_workdir() -> str:
+  spec = flags.FLAGS["config"].value_as_string if hasattr(flags.FLAGS["config"],
+                                                          "value_as_string") else None
+  spec = spec or config_flags.get_config_filename(flags.FLAGS["config"])
+  path, _, arg = spec.partition(":")
+  name = os.path.splitext(os.path.basename(path))[0]
+  return os.path.join("runs", f"{name}_{arg}" if arg else name)
 
 
 def main(argv):
-  del argv
-  raise SystemExit("launch.py: training end to end is not wired up yet; "
-                   "use gan_jax.TrainLoop from Python meanwhile (see README.md).")
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  # Imported here so that --help and flag errors come back without loading JAX or TF.
+  from gan_jax import train  # pylint: disable=import-outside-toplevel
+  from gan_jax.errors import UserError  # pylint: disable=import-outside-toplevel
+
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # libraries' INFO chatter would bury the progress
+
+  try:
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value or default_workdir())
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

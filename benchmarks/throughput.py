@@ -136,7 +136,7 @@ def main():
 
   config = common.load_config(args.config)
   batch = config.batch_size
-  gan = build.make_gan(config, data_dim=DATA_DIM, steps_per_epoch=N_TRAIN // batch)
+  gan = build.make_gan(config, data_dim=DATA_DIM, batches_per_epoch=N_TRAIN // batch)
   data = np.random.RandomState(0).randint(0, 256, (N_TRAIN, DATA_DIM)).astype(np.uint8)
 
   peak = common.matmul_gflops()

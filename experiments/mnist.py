@@ -21,6 +21,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.log_every = 500
   config.eval_every = 5_000
   config.checkpoint_every = 5_000
+  config.keep_checkpoints = 2  # the newest N checkpoints ...
+  config.keep_every = 50_000  # ... plus every one at a multiple of this step
   config.steps_per_call = 500  # iterations per compiled call (a lax.scan chunk)
   config.parallel = "pmap"  # "pmap" | "shard_map" | "none"
 
@@ -48,12 +50,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.gan = ml_collections.ConfigDict(dict(
       g_loss="non_saturating", real_label=1.0, k=1, update_rule="simultaneous"))
 
-  if arg == "smoke":
-    config.num_train_steps = 200
-    config.log_every = 50
-    config.eval_every = 100
-    config.checkpoint_every = 100
-    config.steps_per_call = 50
+  if arg == "smoke":  # the real model and data, a few iterations: < 1 minute
+    config.num_train_steps = 100
+    config.log_every = 25
+    config.eval_every = 50
+    config.checkpoint_every = 50
+    config.steps_per_call = 25
   elif arg:
     raise ValueError(f"Unknown config argument {arg!r}; use 'smoke' or nothing.")
   return config

@@ -25,16 +25,22 @@ def make_discriminator(cfg: Any, dtype: str) -> models.MaxoutDiscriminator:
                                     dtype=DTYPES[dtype])
 
 
-def make_gan(config: Any, *, data_dim: int, steps_per_epoch: int) -> GAN:
-  """The GAN spec of an experiment config (sections ``model``, ``optimizer``, ``gan``)."""
+def make_gan(config: Any, *, data_dim: int, batches_per_epoch: int) -> GAN:
+  """The GAN spec of an experiment config (sections ``model``, ``optimizer``, ``gan``).
+
+  ``batches_per_epoch``: real minibatches in one pass over the training set. Epoch-based
+  schedules count optimizer updates: D makes one per minibatch, G one per iteration
+  (k minibatches in the alternating mode, one when simultaneous).
+  """
   model = config.model
   d_opt_cfg = config.optimizer
   g_opt_cfg = config.get("g_optimizer") or config.optimizer
+  k = config.gan.k if config.gan.update_rule == "alternating" else 1
   return GAN(
       generator=make_generator(model.generator, data_dim, model.dtype),
       discriminator=make_discriminator(model.discriminator, model.dtype),
-      g_optimizer=optim.make_optimizer(g_opt_cfg, steps_per_epoch=steps_per_epoch),
-      d_optimizer=optim.make_optimizer(d_opt_cfg, steps_per_epoch=steps_per_epoch),
+      g_optimizer=optim.make_optimizer(g_opt_cfg, steps_per_epoch=max(batches_per_epoch // k, 1)),
+      d_optimizer=optim.make_optimizer(d_opt_cfg, steps_per_epoch=batches_per_epoch),
       latent_dim=model.latent_dim,
       latent_dist=model.latent_dist,
       g_loss=config.gan.g_loss,

@@ -1,0 +1,217 @@
+"""train_and_evaluate: a whole run from a config into a workdir.
+
+Data flows one way: config -> data and GAN spec -> state (restored if the
+workdir has a checkpoint) -> scanned training chunks -> metrics, samples,
+curves and checkpoints. Only process 0 writes logs, pictures and metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from gan_jax import build, checkpoint, data as data_lib, models, visualize
+from gan_jax.errors import UserError
+from gan_jax.loop import ArraySource, TrainLoop
+from gan_jax.state import GAN, GANState, init_state, sample_latent
+
+SAMPLE_ROWS = 10  # sample grids are SAMPLE_ROWS x SAMPLE_ROWS
+
+
+def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Refuse configs that cannot run, before any data is read or code compiled."""
+  def need(ok: bool, msg: str):
+    if not ok:
+      raise UserError(msg)
+
+  for key in ("num_train_steps", "batch_size", "log_every", "eval_every", "checkpoint_every",
+              "steps_per_call"):
+    value = config[key]
+    need(isinstance(value, int) and value >= 1,
+         f"config.{key} is {value!r}; it must be a positive integer (set it with "
+         f"--config.{key}=N).")
+  need(config.batch_size % num_devices == 0,
+       f"config.batch_size={config.batch_size} does not divide over the {num_devices} devices "
+       f"used for data parallelism: each device must get the same number of examples. Use a "
+       f"multiple of {num_devices} (e.g. --config.batch_size="
+       f"{max(num_devices, config.batch_size // num_devices * num_devices)}), or run on fewer "
+       f"devices.")
+  need(config.gan.k >= 1, f"config.gan.k is {config.gan.k}; it must be at least 1.")
+  need(config.optimizer.learning_rate > 0,
+       f"config.optimizer.learning_rate is {config.optimizer.learning_rate}; it must be > 0.")
+
+
+def chunk_length(config: ml_collections.ConfigDict) -> int:
+  """Iterations per compiled call: every log, eval and checkpoint falls on a boundary."""
+  return math.gcd(config.steps_per_call, config.log_every, config.eval_every,
+                  config.checkpoint_every)
+
+
+def _is_main() -> bool:
+  return jax.process_index() == 0
+
+
+def _hyperparams(opt_state: Any) -> dict[str, float]:
+  """Learning rate etc. of an optax.inject_hyperparams state (empty for others)."""
+  hp = getattr(opt_state, "hyperparams", None) or {}
+  return {k: float(v) for k, v in hp.items()}
+
+
+class _Recorder:
+  """metrics.jsonl, TensorBoard scalars/images and the console line (process 0 only)."""
+
+  def __init__(self, workdir: str, resume_step: int):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.rows = []
+    if os.path.exists(self.path):  # keep what precedes the restored checkpoint
+      with open(self.path) as f:
+        self.rows = [r for r in map(json.loads, filter(str.strip, f)) if r["step"] <= resume_step]
+      self._rewrite()
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    self._tf = tf
+    self.tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+
+  def _rewrite(self):
+    tmp = self.path + ".tmp"
+    with open(tmp, "w") as f:
+      f.writelines(json.dumps(r) + "\n" for r in self.rows)
+    os.replace(tmp, self.path)
+
+  def log(self, row: dict) -> None:
+    self.rows.append(row)
+    with open(self.path, "a") as f:
+      f.write(json.dumps(row) + "\n")
+    with self.tb.as_default():
+      for k, v in row.items():
+        if k != "step" and isinstance(v, (int, float)):
+          self._tf.summary.scalar(k, v, step=row["step"])
+    self.tb.flush()
+
+  def image(self, tag: str, image: np.ndarray, step: int) -> None:
+    """``image``: uint8 [N, H, W, C]."""
+    with self.tb.as_default():
+      self._tf.summary.image(tag, image, step=step)
+    self.tb.flush()
+
+
+def _fmt_time(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANState:
+  """Train ``config``'s GAN, writing everything into ``workdir``; returns the final state.
+
+  Resumes from the newest checkpoint in ``workdir`` when there is one.
+  """
+  devices = jax.local_devices() if config.parallel != "none" else jax.local_devices()[:1]
+  validate_config(config, len(devices))
+  try:
+    os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+  except OSError as e:
+    raise UserError(f"The workdir {workdir!r} cannot be created ({e.strerror}); pass a "
+                    f"writable --workdir.") from e
+
+  dataset = data_lib.load(config.data)
+  batches_per_epoch = len(dataset.train) // config.batch_size
+  gan = build.make_gan(config, data_dim=dataset.dim, batches_per_epoch=batches_per_epoch)
+  bias = None
+  if config.model.generator.get("output_bias") == "marginals":
+    bias = models.marginal_output_bias(dataset.train.mean(0) / 255.0)
+  root_key = jax.random.key(config.seed)
+  state = init_state(gan, jax.random.fold_in(root_key, 0), dataset.train[:1], g_output_bias=bias)
+
+  ckpt = checkpoint.Checkpointer(workdir, keep=config.get("keep_checkpoints", 2),
+                                 keep_every=config.get("keep_every", 0))
+  start = ckpt.latest_step()
+  if start is not None:
+    state = ckpt.restore(state)
+    if _is_main():
+      print(f"Resuming from the checkpoint at step {start} in {ckpt.directory}", flush=True)
+  start = int(state.step)
+
+  if _is_main():
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  recorder = _Recorder(workdir, start) if _is_main() else None
+
+  chunk = chunk_length(config)
+  source = ArraySource(len(dataset.train))
+  loop = TrainLoop(gan, source, global_batch=config.batch_size, steps_per_call=chunk,
+                   parallel=config.parallel, devices=tuple(devices))
+  train_key = jax.random.fold_in(root_key, 1)
+  fixed_z = sample_latent(gan, jax.random.fold_in(root_key, 2), (SAMPLE_ROWS**2,))
+  generate = jax.jit(lambda p, z: gan.generator.apply({"params": p}, z))
+
+  dstate, ddata = loop.put_state(state), loop.put_data(dataset.train)
+  total = config.num_train_steps
+  step, pending, t_last, step_last = start, [], time.time(), start
+  t_start = time.time()
+  if _is_main():
+    print(f"Training {total} iterations ({total * _real_batches(config) / batches_per_epoch:.1f} "
+          f"epochs) from step {start}: global batch {config.batch_size} on {len(devices)} "
+          f"{devices[0].platform} device(s), {chunk} iterations per compiled call.", flush=True)
+  while step < total:
+    if total - step < chunk:  # a final partial chunk compiles once more
+      loop = TrainLoop(gan, source, global_batch=config.batch_size, steps_per_call=total - step,
+                       parallel=config.parallel, devices=tuple(devices))
+    dstate, metrics = loop(dstate, ddata, train_key)
+    pending.append(metrics)
+    step += loop.steps_per_call
+    done = step >= total
+    if step % config.log_every == 0 or done:
+      means = {k: float(np.mean(np.concatenate([np.asarray(m[k]) for m in pending])))
+               for k in pending[0]}
+      pending = []
+      bad = [k for k, v in means.items() if not math.isfinite(v)]
+      if bad:
+        raise UserError(f"Training diverged: {', '.join(bad)} became non-finite in the "
+                        f"{config.log_every} iterations before step {step}. The last good "
+                        f"checkpoint (step {ckpt.latest_step()}) is kept; lower the learning "
+                        f"rate or change the seed and launch again.")
+      now = time.time()
+      rate = (step - step_last) / max(now - t_last, 1e-9)
+      t_last, step_last = now, step
+      if _is_main():
+        host = loop.get_state(dstate)
+        row = {"step": step, "epoch": step * _real_batches(config) / batches_per_epoch,
+               "wall_time": now - t_start, "iterations_per_second": rate, **means}
+        row.update({f"d_{k}": v for k, v in _hyperparams(host.d_opt_state).items()})
+        row.update({f"g_{k}": v for k, v in _hyperparams(host.g_opt_state).items()})
+        recorder.log(row)
+        print(f"step {step}/{total}  epoch {row['epoch']:.1f}  {rate:.1f} it/s  "
+              f"ETA {_fmt_time((total - step) / max(rate, 1e-9))}  |  D loss "
+              f"{means['d_loss']:.4f}  G loss {means['g_loss']:.4f}  D(x) {means['d_real']:.3f}  "
+              f"D(G(z)) {means['d_fake']:.3f}", flush=True)
+    if step % config.eval_every == 0 or done:
+      if _is_main():
+        host = loop.get_state(dstate)
+        images = np.asarray(generate(host.g_params, fixed_z))
+        grid = visualize.image_grid(images, dataset.image_shape, rows=SAMPLE_ROWS,
+                                    cols=SAMPLE_ROWS)
+        visualize.save_png(os.path.join(workdir, "samples", f"step_{step:07d}.png"), grid)
+        recorder.image("samples", grid[None], step)
+        if recorder.rows:
+          visualize.plot_curves(recorder.rows, os.path.join(workdir, "curves.png"))
+    if step % config.checkpoint_every == 0 or done:
+      ckpt.save(loop.get_state(dstate))
+  final = loop.get_state(dstate)
+  ckpt.close()
+  if _is_main():
+    print(f"Done: {step} iterations in {_fmt_time(time.time() - t_start)}; outputs in {workdir}",
+          flush=True)
+  return final
+
+
+def _real_batches(config: ml_collections.ConfigDict) -> int:
+  return config.gan.k if config.gan.update_rule == "alternating" else 1
