@@ -35,6 +35,20 @@ def default_workdir() -> str:
   return os.path.join("runs", f"{name}_{arg}" if arg else name)
 
 
+def parse_flags(argv):
+  """absl's flag parsing, with a bad flag or config override reported as one paragraph."""
+  try:
+    return flags.FLAGS(argv)
+  except Exception as e:  # FlagsError, or a config override naming no field (AttributeError)
+    text = " ".join(str(e).replace("\\n", " ").split()).replace("\\'", "'")
+    if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":
+      text = text[1:-1]
+    print(f"error: the command line could not be applied: {text}. Each --config.<field>=<value> "
+          f"must name a field that the config file's get_config() defines, with a value of "
+          f"the field's type; run with --helpfull for all flags.", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -54,4 +68,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

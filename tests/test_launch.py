@@ -1,0 +1,148 @@
+"""End to end: launch.py as a subprocess on the real MNIST files from ../shared/data/mnist."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from conftest import assert_trees_close
+from PIL import Image
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
+SMOKE = "experiments/mnist.py:smoke"
+
+pytestmark = pytest.mark.skipif(not MNIST_DIR.is_dir(),
+                                reason=f"the MNIST files are expected in {MNIST_DIR}")
+
+
+@pytest.fixture(scope="module")
+def tfds_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("tfds"))
+
+
+def launch(*args, timeout=900):
+  """Run launch.py; the environment carries the 4 fake CPU devices of conftest."""
+  return subprocess.run([sys.executable, "launch.py", *args], cwd=ROOT, capture_output=True,
+                        text=True, timeout=timeout)
+
+
+def data_flags(tfds_dir):
+  return [f"--config.data.manual_dir={MNIST_DIR}", f"--config.data.data_dir={tfds_dir}"]
+
+
+def read_metrics(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def smoke_config(tfds_dir):
+  sys.path.insert(0, str(ROOT))
+  from benchmarks.common import load_config  # pylint: disable=import-outside-toplevel
+  config = load_config("experiments/mnist.py", "smoke")
+  config.data.manual_dir, config.data.data_dir = str(MNIST_DIR), tfds_dir
+  return config
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, tfds_dir):
+  workdir = str(tmp_path_factory.mktemp("run") / "mnist")
+  result = launch(f"--config={SMOKE}", f"--workdir={workdir}", *data_flags(tfds_dir))
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  return workdir, result
+
+
+def test_smoke_run_writes_every_artifact(smoke_run, tfds_dir):
+  workdir, result = smoke_run
+  config = smoke_config(tfds_dir)
+  with open(os.path.join(workdir, "config.json")) as f:
+    assert json.load(f) == json.loads(config.to_json_best_effort())
+
+  rows = read_metrics(workdir)
+  assert [r["step"] for r in rows] == [25, 50, 75, 100]
+  for key in ("epoch", "wall_time", "iterations_per_second", "d_loss", "g_loss", "value",
+              "d_real", "d_fake", "d_grad_norm", "g_grad_norm", "d_learning_rate",
+              "g_learning_rate", "d_momentum"):
+    values = [r[key] for r in rows]
+    assert all(np.isfinite(values)), key
+  assert rows[-1]["epoch"] == pytest.approx(100 / 500)
+  assert rows[-1]["d_learning_rate"] == pytest.approx(0.1 / 1.000004**100, rel=1e-5)
+  assert all(0 < r["d_real"] < 1 and 0 < r["d_fake"] < 1 for r in rows)
+
+  for step in (50, 100):
+    with Image.open(os.path.join(workdir, "samples", f"step_{step:07d}.png")) as img:
+      assert img.size == (10 * 30 + 2, 10 * 30 + 2) and img.mode == "L"
+  with Image.open(os.path.join(workdir, "curves.png")) as img:
+    assert img.format == "PNG" and img.size[0] > 400
+  events = os.listdir(os.path.join(workdir, "tensorboard"))
+  assert any(e.startswith("events.out.tfevents") for e in events)
+  # Progress lines from process 0 at each log interval, nothing per step.
+  progress = [l for l in result.stdout.splitlines() if l.startswith("step ")]
+  assert len(progress) == 4 and "it/s" in progress[0] and "ETA" in progress[0]
+  assert "D(G(z))" in progress[-1]
+
+
+def test_checkpoint_holds_the_runs_final_state(smoke_run, tfds_dir):
+  """The checkpoint equals an independent in-process run of the same config and seed."""
+  from gan_jax import build, checkpoint, data, models, train  # pylint: disable=import-outside-toplevel
+  import gan_jax  # pylint: disable=import-outside-toplevel
+
+  workdir, _ = smoke_run
+  config = smoke_config(tfds_dir)
+  ds = data.load(config.data)
+  assert ds.train.shape == (50_000, 784) and ds.validation.shape == (10_000, 784)
+  assert ds.test.shape == (10_000, 784) and ds.train.dtype == np.uint8
+  gan = build.make_gan(config, data_dim=784, batches_per_epoch=500)
+  root = jax.random.key(config.seed)
+  state = gan_jax.init_state(gan, jax.random.fold_in(root, 0), ds.train[:1],
+                             g_output_bias=models.marginal_output_bias(ds.train.mean(0) / 255))
+  restored = checkpoint.restore_latest(workdir, state)
+  assert int(restored.step) == 100
+
+  loop = gan_jax.TrainLoop(gan, gan_jax.ArraySource(50_000), global_batch=100,
+                           steps_per_call=train.chunk_length(config), parallel="pmap")
+  dstate, ddata = loop.put_state(state), loop.put_data(ds.train)
+  for _ in range(100 // loop.steps_per_call):
+    dstate, _ = loop(dstate, ddata, jax.random.fold_in(root, 1))
+  assert_trees_close(jax.device_get(restored), jax.device_get(loop.get_state(dstate)),
+                     rtol=1e-5, atol=1e-7)
+
+
+def test_launching_the_same_workdir_again_resumes(smoke_run, tfds_dir):
+  workdir, _ = smoke_run
+  result = launch(f"--config={SMOKE}", f"--workdir={workdir}", "--config.num_train_steps=150",
+                  *data_flags(tfds_dir))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Resuming from the checkpoint at step 100" in result.stdout
+  steps = [r["step"] for r in read_metrics(workdir)]
+  assert steps == [25, 50, 75, 100, 125, 150]  # first new row: 125; none repeated
+  first_new = [l for l in result.stdout.splitlines() if l.startswith("step ")][0]
+  assert first_new.startswith("step 125/150")
+
+
+def test_missing_data_gives_one_paragraph_naming_manual_dir(tmp_path):
+  result = launch(f"--config={SMOKE}", f"--workdir={tmp_path / 'w'}",
+                  f"--config.data.manual_dir={tmp_path / 'nowhere'}",
+                  f"--config.data.data_dir={tmp_path / 'empty'}")
+  assert result.returncode == 2
+  assert "manual_dir" in result.stderr and "train-images-idx3-ubyte.gz" in result.stderr
+  assert "Traceback" not in result.stderr
+
+
+def test_misspelt_config_key_is_refused(tmp_path):
+  result = launch(f"--config={SMOKE}", f"--workdir={tmp_path}",
+                  "--config.optimizer.learnin_rate=0.05")
+  assert result.returncode == 2
+  assert 'Did you mean "learning_rate"' in result.stderr
+  assert "Traceback" not in result.stderr
+
+
+def test_batch_that_does_not_divide_over_devices_is_refused(tmp_path):
+  result = launch(f"--config={SMOKE}", f"--workdir={tmp_path}", "--config.batch_size=10")
+  assert result.returncode == 2
+  assert "config.batch_size=10 does not divide over the 4 devices" in result.stderr
+  assert "Traceback" not in result.stderr
