@@ -8,6 +8,11 @@ from pixel marginals); D maxout 240x5 -> maxout 240x5 -> 1 (U(±0.005)), dropout
 keep 0.8 on pixels and 0.5 on hidden units; uniform noise (±sqrt 3); simultaneous
 updates, non-saturating G loss; SGD batch 100, lr 0.1 / 1.000004^t (floor 1e-6),
 momentum 0.5 -> 0.7 over epochs 1-250 (500 minibatches an epoch).
+
+Run time on a 2-core CPU: about 25 it/s, i.e. 20 s an epoch. 20 epochs
+(--config.num_train_steps=10000) took 9 min 44 s and give recognisable digits
+(docs/mnist_samples_20_epochs.png). The default 500 epochs take about 3 hours.
+Smoke: about 40 s, including compilation and preparing MNIST once.
 """
 
 import ml_collections

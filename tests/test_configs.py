@@ -1,0 +1,61 @@
+"""Every experiment config has the keys, docstring and smoke variant the project promises."""
+
+import pathlib
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from benchmarks.common import load_config  # noqa: E402
+
+from gan_jax import build  # noqa: E402
+
+CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "experiments").glob("*.py"))
+KEYS = ["seed", "num_train_steps", "batch_size", "log_every", "eval_every", "checkpoint_every",
+        "data.name", "data.manual_dir", "model", "optimizer", "gan"]
+
+
+def lookup(config, dotted):
+  for part in dotted.split("."):
+    config = config[part]
+  return config
+
+
+def test_there_are_experiments():
+  assert "experiments/mnist.py" in CONFIGS and "experiments/mnist_adam.py" in CONFIGS
+
+
+@pytest.mark.parametrize("path", CONFIGS)
+@pytest.mark.parametrize("arg", [None, "smoke"])
+def test_config_keys_and_spec(path, arg):
+  config = load_config(path, arg)
+  for key in KEYS:
+    lookup(config, key)  # raises if absent
+  gan = build.make_gan(config, data_dim=784, batches_per_epoch=500)
+  assert gan.latent_dim == config.model.latent_dim
+  if arg == "smoke":
+    assert config.num_train_steps <= 500
+
+
+@pytest.mark.parametrize("path", CONFIGS)
+def test_docstring_gives_the_command(path):
+  text = (ROOT / path).read_text()
+  doc = text.split('"""')[1]
+  assert f"python launch.py --config={path}" in doc
+  assert f"--config={path}:smoke" in doc
+
+
+def test_unknown_variant_is_refused():
+  with pytest.raises(ValueError, match="smoke"):
+    load_config("experiments/mnist.py", "tiny")
+
+
+def test_mnist_config_is_the_authors_setup():
+  c = load_config("experiments/mnist.py")
+  assert (c.batch_size, c.model.latent_dim, c.model.latent_dist) == (100, 100, "uniform")
+  assert tuple(c.model.generator.hidden) == (1200, 1200)
+  assert (tuple(c.model.discriminator.hidden), c.model.discriminator.pieces) == ((240, 240), 5)
+  assert (c.model.discriminator.input_keep, c.model.discriminator.hidden_keep) == (0.8, 0.5)
+  assert (c.gan.update_rule, c.gan.g_loss) == ("simultaneous", "non_saturating")
+  assert c.optimizer.name == "paper_sgd" and c.optimizer.learning_rate == 0.1
