@@ -2,6 +2,7 @@
 
   python launch.py --config=experiments/mnist.py --workdir=runs/mnist
   python launch.py --config=experiments/mnist.py:smoke --config.data.manual_dir=/path/to/mnist
+  python launch.py --config=experiments/mnist.py --workdir=runs/mnist --mode=eval
 
 Any config field can be overridden with --config.<field>=<value>; a misspelt
 field is an error. Launching again with the same --workdir resumes from its
@@ -21,6 +22,10 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, optionally with an argument: file.py:smoke.",
     lock_config=True)
+_MODE = flags.DEFINE_enum(
+    "mode", "train", ["train", "eval"],
+    "train: train (resuming from the workdir's newest checkpoint); eval: evaluate that "
+    "checkpoint and print a table.")
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Where the run writes config, metrics, samples and checkpoints "
     "(default: runs/<config name>[_<argument>]).")
@@ -53,14 +58,18 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   # Imported here so that --help and flag errors come back without loading JAX or TF.
-  from gan_jax import train  # pylint: disable=import-outside-toplevel
+  from gan_jax import evaluate, train  # pylint: disable=import-outside-toplevel
   from gan_jax.errors import UserError  # pylint: disable=import-outside-toplevel
 
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # libraries' INFO chatter would bury the progress
 
   try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value or default_workdir())
+    workdir = _WORKDIR.value or default_workdir()
+    if _MODE.value == "eval":
+      evaluate.evaluate_checkpoint(_CONFIG.value, workdir)
+    else:
+      train.train_and_evaluate(_CONFIG.value, workdir)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(2)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from gan_jax import build, checkpoint, data as data_lib, models, visualize
+from gan_jax import build, checkpoint, data as data_lib, evaluate, models, tensorboard, visualize
 from gan_jax.errors import UserError
 from gan_jax.loop import ArraySource, TrainLoop
 from gan_jax.state import GAN, GANState, init_state, sample_latent
@@ -75,9 +75,7 @@ class _Recorder:
       with open(self.path) as f:
         self.rows = [r for r in map(json.loads, filter(str.strip, f)) if r["step"] <= resume_step]
       self._rewrite()
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    self._tf = tf
-    self.tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+    self.tb = tensorboard.SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def _rewrite(self):
     tmp = self.path + ".tmp"
@@ -89,16 +87,14 @@ class _Recorder:
     self.rows.append(row)
     with open(self.path, "a") as f:
       f.write(json.dumps(row) + "\n")
-    with self.tb.as_default():
-      for k, v in row.items():
-        if k != "step" and isinstance(v, (int, float)):
-          self._tf.summary.scalar(k, v, step=row["step"])
+    for k, v in row.items():
+      if k != "step" and isinstance(v, (int, float)):
+        self.tb.scalar(k, v, row["step"])
     self.tb.flush()
 
   def image(self, tag: str, image: np.ndarray, step: int) -> None:
-    """``image``: uint8 [N, H, W, C]."""
-    with self.tb.as_default():
-      self._tf.summary.image(tag, image, step=step)
+    """``image``: uint8 [H, W, C]."""
+    self.tb.image(tag, image, step)
     self.tb.flush()
 
 
@@ -169,6 +165,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
     pending.append(metrics)
     step += loop.steps_per_call
     done = step >= total
+    row = {}
     if step % config.log_every == 0 or done:
       means = {k: float(np.mean(np.concatenate([np.asarray(m[k]) for m in pending])))
                for k in pending[0]}
@@ -184,25 +181,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
       t_last, step_last = now, step
       if _is_main():
         host = loop.get_state(dstate)
-        row = {"step": step, "epoch": step * _real_batches(config) / batches_per_epoch,
-               "wall_time": now - t_start, "iterations_per_second": rate, **means}
+        row.update({"step": step, "epoch": step * _real_batches(config) / batches_per_epoch,
+                    "wall_time": now - t_start, "iterations_per_second": rate, **means})
         row.update({f"d_{k}": v for k, v in _hyperparams(host.d_opt_state).items()})
         row.update({f"g_{k}": v for k, v in _hyperparams(host.g_opt_state).items()})
-        recorder.log(row)
         print(f"step {step}/{total}  epoch {row['epoch']:.1f}  {rate:.1f} it/s  "
               f"ETA {_fmt_time((total - step) / max(rate, 1e-9))}  |  D loss "
               f"{means['d_loss']:.4f}  G loss {means['g_loss']:.4f}  D(x) {means['d_real']:.3f}  "
               f"D(G(z)) {means['d_fake']:.3f}", flush=True)
-    if step % config.eval_every == 0 or done:
-      if _is_main():
-        host = loop.get_state(dstate)
-        images = np.asarray(generate(host.g_params, fixed_z))
-        grid = visualize.image_grid(images, dataset.image_shape, rows=SAMPLE_ROWS,
-                                    cols=SAMPLE_ROWS)
-        visualize.save_png(os.path.join(workdir, "samples", f"step_{step:07d}.png"), grid)
-        recorder.image("samples", grid[None], step)
-        if recorder.rows:
-          visualize.plot_curves(recorder.rows, os.path.join(workdir, "curves.png"))
+    if (step % config.eval_every == 0 or done) and _is_main():
+      host = loop.get_state(dstate)
+      images = np.asarray(generate(host.g_params, fixed_z))
+      grid = visualize.image_grid(images, dataset.image_shape, rows=SAMPLE_ROWS,
+                                  cols=SAMPLE_ROWS)
+      visualize.save_png(os.path.join(workdir, "samples", f"step_{step:07d}.png"), grid)
+      recorder.image("samples", grid, step)
+      if config.evaluation.parzen:
+        t_eval = time.time()
+        scores = evaluate.evaluate_state(gan, host, dataset, jax.random.fold_in(root_key, 3))
+        row.update(step=step, **{k: v for k, v in scores.items() if k != "step"})
+        print(f"eval at step {step}: Parzen log-likelihood {scores['parzen_ll']:.1f} ± "
+              f"{scores['parzen_ll_stderr']:.1f} nats (sigma {scores['parzen_sigma']:.3f}), "
+              f"{time.time() - t_eval:.0f} s", flush=True)
+        t_last += time.time() - t_eval  # keep evaluation out of the it/s figure
+    if row and _is_main():
+      recorder.log(row)
+      if step % config.eval_every == 0 or done:
+        visualize.plot_curves([r for r in recorder.rows if "d_loss" in r],
+                              os.path.join(workdir, "curves.png"))
     if step % config.checkpoint_every == 0 or done:
       ckpt.save(loop.get_state(dstate))
   final = loop.get_state(dstate)

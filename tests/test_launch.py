@@ -52,7 +52,8 @@ def smoke_config(tfds_dir):
 def smoke_run(tmp_path_factory, tfds_dir):
   workdir = str(tmp_path_factory.mktemp("run") / "mnist")
   result = launch(f"--config={SMOKE}", f"--workdir={workdir}", *data_flags(tfds_dir))
-  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  fatal = [l for l in result.stderr.splitlines() if "Check failed" in l or l[:1] == "F"]
+  assert result.returncode == 0, "\n".join(fatal[:20]) + result.stderr[-3000:]
   return workdir, result
 
 
@@ -72,14 +73,27 @@ def test_smoke_run_writes_every_artifact(smoke_run, tfds_dir):
   assert rows[-1]["epoch"] == pytest.approx(100 / 500)
   assert rows[-1]["d_learning_rate"] == pytest.approx(0.1 / 1.000004**100, rel=1e-5)
   assert all(0 < r["d_real"] < 1 and 0 < r["d_fake"] < 1 for r in rows)
+  # Each eval interval adds the paper's Parzen log-likelihood to its row.
+  evals = {r["step"]: r for r in rows if "parzen_ll" in r}
+  assert sorted(evals) == [50, 100]
+  for r in evals.values():
+    assert np.isfinite(r["parzen_ll"]) and r["parzen_ll_stderr"] > 0
+    assert np.isclose(np.logspace(-1, 0, 10), r["parzen_sigma"]).any()
 
   for step in (50, 100):
     with Image.open(os.path.join(workdir, "samples", f"step_{step:07d}.png")) as img:
       assert img.size == (10 * 30 + 2, 10 * 30 + 2) and img.mode == "L"
   with Image.open(os.path.join(workdir, "curves.png")) as img:
     assert img.format == "PNG" and img.size[0] > 400
-  events = os.listdir(os.path.join(workdir, "tensorboard"))
-  assert any(e.startswith("events.out.tfevents") for e in events)
+  tb_dir = os.path.join(workdir, "tensorboard")
+  (events,) = [e for e in os.listdir(tb_dir) if e.startswith("events.out.tfevents")]
+  from tensorboard.backend.event_processing import event_file_loader  # pylint: disable=import-outside-toplevel
+  tags = {}
+  for event in event_file_loader.EventFileLoader(os.path.join(tb_dir, events)).Load():
+    for v in event.summary.value:
+      tags.setdefault(v.tag, []).append(event.step)
+  assert tags["d_loss"] == [25, 50, 75, 100] and tags["parzen_ll"] == [50, 100]
+  assert tags["samples"] == [50, 100]
   # Progress lines from process 0 at each log interval, nothing per step.
   progress = [l for l in result.stdout.splitlines() if l.startswith("step ")]
   assert len(progress) == 4 and "it/s" in progress[0] and "ETA" in progress[0]
@@ -122,6 +136,22 @@ def test_launching_the_same_workdir_again_resumes(smoke_run, tfds_dir):
   assert steps == [25, 50, 75, 100, 125, 150]  # first new row: 125; none repeated
   first_new = [l for l in result.stdout.splitlines() if l.startswith("step ")][0]
   assert first_new.startswith("step 125/150")
+
+
+def test_eval_mode_scores_the_latest_checkpoint(smoke_run, tfds_dir, tmp_path):
+  workdir, _ = smoke_run
+  result = launch(f"--config={SMOKE}", f"--workdir={workdir}", "--mode=eval",
+                  *data_flags(tfds_dir))
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(os.path.join(workdir, "eval.json")) as f:
+    scores = json.load(f)
+  assert scores["step"] == max(read_metrics(workdir)[-1]["step"], 100)
+  assert np.isfinite(scores["parzen_ll"])
+  assert f"{scores['parzen_ll']:.1f} ± {scores['parzen_ll_stderr']:.1f}" in result.stdout
+  empty = launch(f"--config={SMOKE}", f"--workdir={tmp_path / 'none'}", "--mode=eval",
+                 *data_flags(tfds_dir))
+  assert empty.returncode == 2 and "no checkpoint" in empty.stderr
+  assert "Traceback" not in empty.stderr
 
 
 def test_missing_data_gives_one_paragraph_naming_manual_dir(tmp_path):
