@@ -45,7 +45,7 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
   """A Markdown table on stdout, ready to paste into a README."""
   cells = [[str(c) for c in r] for r in rows]
   widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-  line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
+  line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
   print(line(headers))
   print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
   for r in cells:

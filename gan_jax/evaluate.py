@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Any
@@ -10,7 +11,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from gan_jax import build, checkpoint, data as data_lib, models
+from gan_jax import build, checkpoint, data as data_lib
 from gan_jax.errors import UserError
 from gan_jax.evaluation import parzen
 from gan_jax.state import GAN, GANState, init_state, sample_latent
@@ -20,18 +21,21 @@ NUM_VALIDATION = 1_000  # sigma chosen on the first 1k validation images,
 # and the whole test set for the reported mean.
 
 
-def generate(gan: GAN, g_params: Any, key: jax.Array, n: int, batch: int = 2_000) -> np.ndarray:
-  """``n`` samples from G as a float32 NumPy array [n, features]."""
-  apply = jax.jit(lambda p, z: gan.generator.apply({"params": p}, z))
-  z = sample_latent(gan, key, (n,))
-  return np.concatenate([np.asarray(apply(g_params, z[i:i + batch]))
-                         for i in range(0, n, batch)])
+@functools.partial(jax.jit, static_argnums=0)
+def _apply_generator(gan: GAN, g_params: Any, z: jax.Array) -> jax.Array:
+  return gan.generator.apply({"params": g_params}, z)
+
+
+def generate(gan: GAN, g_params: Any, z: jax.Array, batch: int = 2_000) -> np.ndarray:
+  """G(z) for noise ``z`` [n, latent], as a float32 NumPy array [n, features]."""
+  return np.concatenate([np.asarray(_apply_generator(gan, g_params, z[i:i + batch]))
+                         for i in range(0, len(z), batch)])
 
 
 def evaluate_state(gan: GAN, state: GANState, dataset: data_lib.Dataset, key: jax.Array
                    ) -> dict[str, Any]:
   """The evaluation metrics of ``state``'s generator, as a flat dict of numbers."""
-  samples = generate(gan, state.g_params, key, NUM_SAMPLES)
+  samples = generate(gan, state.g_params, sample_latent(gan, key, (NUM_SAMPLES,)))
   res = parzen.parzen_evaluate(samples, dataset.validation[:NUM_VALIDATION] / 255.0,
                                dataset.test / 255.0)
   return {"step": int(state.step), "parzen_ll": res.mean, "parzen_ll_stderr": res.stderr,

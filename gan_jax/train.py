@@ -14,7 +14,6 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -105,6 +104,37 @@ def _fmt_time(seconds: float) -> str:
   return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
+def _check_finite(metrics: dict[str, np.ndarray], first_step: int, last_good: int | None):
+  """Stop, naming the step and quantity, at the first non-finite loss or gradient norm."""
+  for key, values in sorted(metrics.items()):
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+      kept = (f"The newest checkpoint (step {last_good}) is intact and was taken before the "
+              f"divergence" if last_good is not None else "No checkpoint had been written")
+      raise UserError(
+          f"Training diverged: {key} became {values[bad[0]]} at step {first_step + bad[0] + 1}. "
+          f"{kept}. Lower the learning rate (--config.optimizer.learning_rate) or change the "
+          f"seed, and launch again.")
+
+
+def _evaluate(config, gan: GAN, state: GANState, dataset: data_lib.Dataset,
+              recorder: _Recorder, workdir: str, fixed_z: jax.Array, key: jax.Array) -> dict:
+  """Sample grid (PNG and TensorBoard) and, if configured, the Parzen score of ``state``."""
+  step = int(state.step)
+  images = np.asarray(evaluate.generate(gan, state.g_params, fixed_z))
+  grid = visualize.image_grid(images, dataset.image_shape, rows=SAMPLE_ROWS, cols=SAMPLE_ROWS)
+  visualize.save_png(os.path.join(workdir, "samples", f"step_{step:07d}.png"), grid)
+  recorder.image("samples", grid, step)
+  if not config.evaluation.parzen:
+    return {}
+  t0 = time.time()
+  scores = evaluate.evaluate_state(gan, state, dataset, key)
+  print(f"eval at step {step}: Parzen log-likelihood {scores['parzen_ll']:.1f} ± "
+        f"{scores['parzen_ll_stderr']:.1f} nats (sigma {scores['parzen_sigma']:.3f}), "
+        f"{time.time() - t0:.0f} s", flush=True)
+  return scores
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANState:
   """Train ``config``'s GAN, writing everything into ``workdir``; returns the final state.
 
@@ -147,41 +177,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
                    parallel=config.parallel, devices=tuple(devices))
   train_key = jax.random.fold_in(root_key, 1)
   fixed_z = sample_latent(gan, jax.random.fold_in(root_key, 2), (SAMPLE_ROWS**2,))
-  generate = jax.jit(lambda p, z: gan.generator.apply({"params": p}, z))
 
   dstate, ddata = loop.put_state(state), loop.put_data(dataset.train)
   total = config.num_train_steps
   step, pending, t_last, step_last = start, [], time.time(), start
   t_start = time.time()
   if _is_main():
-    print(f"Training {total} iterations ({total * _real_batches(config) / batches_per_epoch:.1f} "
-          f"epochs) from step {start}: global batch {config.batch_size} on {len(devices)} "
+    epochs = total * gan.real_batches_per_step / batches_per_epoch
+    print(f"Training {total} iterations ({epochs:.1f} epochs) from step {start}: global batch {config.batch_size} on {len(devices)} "
           f"{devices[0].platform} device(s), {chunk} iterations per compiled call.", flush=True)
   while step < total:
     if total - step < chunk:  # a final partial chunk compiles once more
       loop = TrainLoop(gan, source, global_batch=config.batch_size, steps_per_call=total - step,
                        parallel=config.parallel, devices=tuple(devices))
     dstate, metrics = loop(dstate, ddata, train_key)
-    pending.append(metrics)
+    metrics = jax.device_get(metrics)  # [chunk] per metric: a few hundred floats
     step += loop.steps_per_call
+    _check_finite(metrics, step - loop.steps_per_call, ckpt.latest_step())
+    pending.append(metrics)
     done = step >= total
     row = {}
     if step % config.log_every == 0 or done:
-      means = {k: float(np.mean(np.concatenate([np.asarray(m[k]) for m in pending])))
-               for k in pending[0]}
+      means = {k: float(np.mean(np.concatenate([m[k] for m in pending]))) for k in pending[0]}
       pending = []
-      bad = [k for k, v in means.items() if not math.isfinite(v)]
-      if bad:
-        raise UserError(f"Training diverged: {', '.join(bad)} became non-finite in the "
-                        f"{config.log_every} iterations before step {step}. The last good "
-                        f"checkpoint (step {ckpt.latest_step()}) is kept; lower the learning "
-                        f"rate or change the seed and launch again.")
       now = time.time()
       rate = (step - step_last) / max(now - t_last, 1e-9)
       t_last, step_last = now, step
       if _is_main():
         host = loop.get_state(dstate)
-        row.update({"step": step, "epoch": step * _real_batches(config) / batches_per_epoch,
+        row.update({"step": step, "epoch": step * gan.real_batches_per_step / batches_per_epoch,
                     "wall_time": now - t_start, "iterations_per_second": rate, **means})
         row.update({f"d_{k}": v for k, v in _hyperparams(host.d_opt_state).items()})
         row.update({f"g_{k}": v for k, v in _hyperparams(host.g_opt_state).items()})
@@ -190,20 +214,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
               f"{means['d_loss']:.4f}  G loss {means['g_loss']:.4f}  D(x) {means['d_real']:.3f}  "
               f"D(G(z)) {means['d_fake']:.3f}", flush=True)
     if (step % config.eval_every == 0 or done) and _is_main():
-      host = loop.get_state(dstate)
-      images = np.asarray(generate(host.g_params, fixed_z))
-      grid = visualize.image_grid(images, dataset.image_shape, rows=SAMPLE_ROWS,
-                                  cols=SAMPLE_ROWS)
-      visualize.save_png(os.path.join(workdir, "samples", f"step_{step:07d}.png"), grid)
-      recorder.image("samples", grid, step)
-      if config.evaluation.parzen:
-        t_eval = time.time()
-        scores = evaluate.evaluate_state(gan, host, dataset, jax.random.fold_in(root_key, 3))
-        row.update(step=step, **{k: v for k, v in scores.items() if k != "step"})
-        print(f"eval at step {step}: Parzen log-likelihood {scores['parzen_ll']:.1f} ± "
-              f"{scores['parzen_ll_stderr']:.1f} nats (sigma {scores['parzen_sigma']:.3f}), "
-              f"{time.time() - t_eval:.0f} s", flush=True)
-        t_last += time.time() - t_eval  # keep evaluation out of the it/s figure
+      t_eval = time.time()
+      row.update(_evaluate(config, gan, loop.get_state(dstate), dataset, recorder, workdir,
+                           fixed_z, jax.random.fold_in(root_key, 3)))
+      t_last += time.time() - t_eval  # keep evaluation out of the it/s figure
     if row and _is_main():
       recorder.log(row)
       if step % config.eval_every == 0 or done:
@@ -218,6 +232,3 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
           flush=True)
   return final
 
-
-def _real_batches(config: ml_collections.ConfigDict) -> int:
-  return config.gan.k if config.gan.update_rule == "alternating" else 1

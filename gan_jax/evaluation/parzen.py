@@ -87,7 +87,7 @@ def parzen_evaluate(samples, validation, test, *, sigmas=PAPER_SIGMAS,
   images, all flat floats in [0, 1], to reproduce Table 1's setting.
   """
   val = parzen_log_density(samples, validation, tuple(sigmas), batch_size=batch_size)
-  val_means = {float(s): float(m) for s, m in zip(sigmas, val.mean(axis=1))}
+  val_means = {float(s): float(m) for s, m in zip(sigmas, val.mean(axis=1), strict=True)}
   sigma = max(val_means, key=val_means.get)
   ll = parzen_log_density(samples, test, sigma, batch_size=batch_size)
   return ParzenResult(mean=float(ll.mean()), stderr=float(ll.std() / math.sqrt(len(ll))),
