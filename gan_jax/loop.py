@@ -264,8 +264,8 @@ class TrainLoop:
     """Training data placed on every device, once per run."""
     return self._put(data)
 
-  def get_state(self, dstate: GANState) -> GANState:
-    """One copy of the state back from the devices (still device arrays)."""
+  def get_state(self, dstate: Any) -> Any:
+    """One copy of the state (or any tree placed by this loop), still as device arrays."""
     if self.parallel == "pmap":
       return jax.tree.map(lambda x: x[0], dstate)
     return dstate

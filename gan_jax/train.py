@@ -204,11 +204,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
       rate = (step - step_last) / max(now - t_last, 1e-9)
       t_last, step_last = now, step
       if _is_main():
-        host = loop.get_state(dstate)
+        # One copy of the optimizer states only: their scalars, not the parameters.
+        d_opt, g_opt = loop.get_state((dstate.d_opt_state, dstate.g_opt_state))
         row.update({"step": step, "epoch": step * gan.real_batches_per_step / batches_per_epoch,
                     "wall_time": now - t_start, "iterations_per_second": rate, **means})
-        row.update({f"d_{k}": v for k, v in _hyperparams(host.d_opt_state).items()})
-        row.update({f"g_{k}": v for k, v in _hyperparams(host.g_opt_state).items()})
+        row.update({f"d_{k}": v for k, v in _hyperparams(d_opt).items()})
+        row.update({f"g_{k}": v for k, v in _hyperparams(g_opt).items()})
         print(f"step {step}/{total}  epoch {row['epoch']:.1f}  {rate:.1f} it/s  "
               f"ETA {_fmt_time((total - step) / max(rate, 1e-9))}  |  D loss "
               f"{means['d_loss']:.4f}  G loss {means['g_loss']:.4f}  D(x) {means['d_real']:.3f}  "
