@@ -83,6 +83,19 @@ def dropout(x: jax.Array, keep: float, key: jax.Array) -> jax.Array:
   return jnp.where(mask, x * jnp.asarray(1.0 / realised, x.dtype), jnp.zeros((), x.dtype))
 
 
+def _maxout(z: jax.Array, pieces: int, width: int) -> jax.Array:
+  """Max over ``pieces`` piece-major slabs of z [..., pieces * width] -> [..., width].
+
+  A fold of elementwise maxima over contiguous slabs. Its gradient is a select
+  (ties split 1/2 : 1/2), where jnp.max's gradient divides by a count of
+  elements equal to the max, which unoptimised XLA builds can make 0.
+  """
+  h = z[..., :width]
+  for p in range(1, pieces):
+    h = jnp.maximum(h, z[..., p * width:(p + 1) * width])
+  return h
+
+
 class MLPGenerator(nn.Module):
   """G(z): Dense/activation layers, then a Dense output layer with its own activation.
 
@@ -138,9 +151,7 @@ class MaxoutDiscriminator(nn.Module):
         h = dropout(h, keep, jax.random.fold_in(drop_key, i))
       if self.activation == "maxout":
         z = nn.Dense(width * self.pieces, kernel_init=init, dtype=self.dtype, name=f"hidden_{i}")(h)
-        # Columns are piece-major ([pieces, width]): the max runs over `pieces`
-        # contiguous slabs, elementwise, rather than a strided minor axis.
-        h = jnp.max(z.reshape(z.shape[:-1] + (self.pieces, width)), axis=-2)
+        h = _maxout(z, self.pieces, width)
       else:
         h = _activation(self.activation)(
             nn.Dense(width, kernel_init=init, dtype=self.dtype, name=f"hidden_{i}")(h))
