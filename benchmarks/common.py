@@ -70,8 +70,7 @@ def _fwd(dims, rows):  # forward matmuls
   return sum(2 * rows * i * o for i, o in dims)
 
 
-def _wgrad(dims, rows):  # weight gradients
-  return _fwd(dims, rows)
+_wgrad = _fwd  # weight gradients: the same products, transposed
 
 
 def _xgrad(dims, rows, first: bool):  # input gradients (of the first layer only if needed)

@@ -7,7 +7,9 @@ from typing import Any
 import jax.numpy as jnp
 
 from gan_jax import models, optim
-from gan_jax.state import GAN
+import jax
+
+from gan_jax.state import GAN, GANState, init_state
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -48,3 +50,19 @@ def make_gan(config: Any, *, data_dim: int, batches_per_epoch: int) -> GAN:
       k=config.gan.k,
       update_rule=config.gan.update_rule,
   )
+
+
+def make_gan_and_state(config: Any, dataset: Any) -> tuple[GAN, jax.Array, GANState]:
+  """The spec, the run's root key and its initial state, for ``config`` on ``dataset``.
+
+  ``dataset``: a ``gan_jax.data.Dataset`` (flat uint8 images). G's output bias is
+  set from the training pixels' marginals when the config asks for it.
+  """
+  gan = make_gan(config, data_dim=dataset.dim,
+                 batches_per_epoch=len(dataset.train) // config.batch_size)
+  bias = None
+  if config.model.generator.get("output_bias") == "marginals":
+    bias = models.marginal_output_bias(dataset.train.mean(0) / 255.0)
+  root_key = jax.random.key(config.seed)
+  state = init_state(gan, jax.random.fold_in(root_key, 0), dataset.train[:1], g_output_bias=bias)
+  return gan, root_key, state

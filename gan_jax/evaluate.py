@@ -14,7 +14,7 @@ import numpy as np
 from gan_jax import build, checkpoint, data as data_lib
 from gan_jax.errors import UserError
 from gan_jax.evaluation import parzen
-from gan_jax.state import GAN, GANState, init_state, sample_latent
+from gan_jax.state import GAN, GANState, sample_latent
 
 NUM_SAMPLES = 10_000  # the authors' protocol: 10k kernel centres,
 NUM_VALIDATION = 1_000  # sigma chosen on the first 1k validation images,
@@ -45,10 +45,7 @@ def evaluate_state(gan: GAN, state: GANState, dataset: data_lib.Dataset, key: ja
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Evaluate the newest checkpoint in ``workdir``; print a table and write eval.json."""
   dataset = data_lib.load(config.data)
-  gan = build.make_gan(config, data_dim=dataset.dim,
-                       batches_per_epoch=len(dataset.train) // config.batch_size)
-  root = jax.random.key(config.seed)
-  like = init_state(gan, jax.random.fold_in(root, 0), dataset.train[:1])
+  gan, root, like = build.make_gan_and_state(config, dataset)
   state = checkpoint.restore_latest(workdir, like)
   if state is None:
     raise UserError(f"There is no checkpoint in {os.path.join(workdir, 'checkpoints')}; train "

@@ -17,10 +17,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from gan_jax import build, checkpoint, data as data_lib, evaluate, models, tensorboard, visualize
+from gan_jax import build, checkpoint, data as data_lib, evaluate, tensorboard, visualize
 from gan_jax.errors import UserError
 from gan_jax.loop import ArraySource, TrainLoop
-from gan_jax.state import GAN, GANState, init_state, sample_latent
+from gan_jax.state import GAN, GANState, sample_latent
 
 SAMPLE_ROWS = 10  # sample grids are SAMPLE_ROWS x SAMPLE_ROWS
 
@@ -150,12 +150,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
 
   dataset = data_lib.load(config.data)
   batches_per_epoch = len(dataset.train) // config.batch_size
-  gan = build.make_gan(config, data_dim=dataset.dim, batches_per_epoch=batches_per_epoch)
-  bias = None
-  if config.model.generator.get("output_bias") == "marginals":
-    bias = models.marginal_output_bias(dataset.train.mean(0) / 255.0)
-  root_key = jax.random.key(config.seed)
-  state = init_state(gan, jax.random.fold_in(root_key, 0), dataset.train[:1], g_output_bias=bias)
+  gan, root_key, state = build.make_gan_and_state(config, dataset)
 
   ckpt = checkpoint.Checkpointer(workdir, keep=config.get("keep_checkpoints", 2),
                                  keep_every=config.get("keep_every", 0))

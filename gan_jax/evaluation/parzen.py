@@ -51,14 +51,14 @@ def parzen_log_density(samples: np.ndarray | jax.Array, points: np.ndarray | jax
   mu = jnp.asarray(samples, jnp.float32)
   mu_sq = jnp.sum(mu * mu, axis=-1)
   points = np.asarray(points, np.float32)
+  width = min(batch_size, len(points))  # one compiled shape: the last batch is padded
   out = []
-  for start in range(0, len(points), batch_size):
-    xb = points[start:start + batch_size]
-    pad = batch_size - len(xb)  # one compiled shape for every batch
-    if pad and len(points) > batch_size:
-      xb = np.concatenate([xb, np.zeros((pad,) + xb.shape[1:], xb.dtype)])
-    res = np.asarray(_log_density_batch(mu, mu_sq, jnp.asarray(xb), sig))
-    out.append(res[:, :batch_size - pad] if pad and len(points) > batch_size else res)
+  for start in range(0, len(points), width):
+    xb = points[start:start + width]
+    n = len(xb)
+    if n < width:
+      xb = np.pad(xb, ((0, width - n), (0, 0)))
+    out.append(np.asarray(_log_density_batch(mu, mu_sq, jnp.asarray(xb), sig))[:, :n])
   result = np.concatenate(out, axis=1).astype(np.float64)
   return result[0] if scalar else result
 
