@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 from gan_jax import models, optim
-import jax
-
 from gan_jax.state import GAN, GANState, init_state
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
