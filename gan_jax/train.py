@@ -117,21 +117,31 @@ def _check_finite(metrics: dict[str, np.ndarray], first_step: int, last_good: in
           f"seed, and launch again.")
 
 
-def _evaluate(config, gan: GAN, state: GANState, dataset: data_lib.Dataset,
+def _evaluate(gan: GAN, state: GANState, dataset: data_lib.Dataset, evaluator: evaluate.Evaluator,
               recorder: _Recorder, workdir: str, fixed_z: jax.Array, key: jax.Array) -> dict:
-  """Sample grid (PNG and TensorBoard) and, if configured, the Parzen score of ``state``."""
+  """Sample grid (PNG and TensorBoard) and the configured metrics of ``state``."""
   step = int(state.step)
   images = np.asarray(evaluate.generate(gan, state.g_params, fixed_z))
   grid = visualize.image_grid(images, dataset.image_shape, rows=SAMPLE_ROWS, cols=SAMPLE_ROWS)
   visualize.save_png(os.path.join(workdir, "samples", f"step_{step:07d}.png"), grid)
   recorder.image("samples", grid, step)
-  if not config.evaluation.parzen:
+  if not evaluator.active:
     return {}
   t0 = time.time()
-  scores = evaluate.evaluate_state(gan, state, dataset, key)
-  print(f"eval at step {step}: Parzen log-likelihood {scores['parzen_ll']:.1f} ± "
-        f"{scores['parzen_ll_stderr']:.1f} nats (sigma {scores['parzen_sigma']:.3f}), "
-        f"{time.time() - t0:.0f} s", flush=True)
+  scores = evaluator(gan, state, key)
+  parts = []
+  if "parzen_ll" in scores:
+    parts.append(f"Parzen log-likelihood {scores['parzen_ll']:.1f} ± "
+                 f"{scores['parzen_ll_stderr']:.1f} nats (sigma {scores['parzen_sigma']:.3f})")
+  if "frechet_distance" in scores:
+    parts.append(f"FD {scores['frechet_distance']:.2f}, classifier score "
+                 f"{scores['classifier_score']:.2f}, precision {scores['precision']:.3f}, "
+                 f"recall {scores['recall']:.3f}, {scores['classes_covered']}/10 digits covered")
+  print(f"eval at step {step}: {'; '.join(parts)} ({time.time() - t0:.0f} s)", flush=True)
+  if scores.get("classes_covered", 10) < 10:
+    print(f"warning: mode collapse at step {step}: only {scores['classes_covered']} of 10 digit "
+          f"classes get at least 1% of the samples (histogram {scores['class_histogram']}).",
+          flush=True)
   return scores
 
 
@@ -165,6 +175,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
   recorder = _Recorder(workdir, start) if _is_main() else None
+  evaluator = evaluate.Evaluator(config, dataset) if _is_main() else None
 
   chunk = chunk_length(config)
   source = ArraySource(len(dataset.train))
@@ -211,7 +222,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
               f"D(G(z)) {means['d_fake']:.3f}", flush=True)
     if (step % config.eval_every == 0 or done) and _is_main():
       t_eval = time.time()
-      row.update(_evaluate(config, gan, loop.get_state(dstate), dataset, recorder, workdir,
+      row.update(_evaluate(gan, loop.get_state(dstate), dataset, evaluator, recorder, workdir,
                            fixed_z, jax.random.fold_in(root_key, 3)))
       t_last += time.time() - t_eval  # keep evaluation out of the it/s figure
     if row and _is_main():
@@ -219,6 +230,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
       if step % config.eval_every == 0 or done:
         visualize.plot_curves([r for r in recorder.rows if "d_loss" in r],
                               os.path.join(workdir, "curves.png"))
+        visualize.plot_eval(recorder.rows, os.path.join(workdir, "eval.png"))
     if step % config.checkpoint_every == 0 or done:
       ckpt.save(loop.get_state(dstate))
   final = loop.get_state(dstate)

@@ -60,3 +60,38 @@ def plot_curves(rows: Sequence[dict], path: str) -> None:
   fig.savefig(tmp, dpi=90)
   plt.close(fig)
   os.replace(tmp, path)
+
+
+def plot_eval(rows: Sequence[dict], path: str) -> None:
+  """The evaluation metrics in metrics.jsonl rows against the step, as one PNG."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  panels = [(keys, title) for keys, title in [
+      (("parzen_ll",), "Parzen log-likelihood (nats)"),
+      (("frechet_distance",), "Fréchet distance (classifier features)"),
+      (("precision", "recall"), "precision / recall"),
+      (("classifier_score",), "classifier score (max 10)"),
+  ] if any(keys[0] in r for r in rows)]
+  if not panels:
+    return
+  fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), squeeze=False)
+  for ax, (keys, title) in zip(axes[0], panels, strict=True):
+    for key in keys:
+      pts = [(r["step"], r[key]) for r in rows if key in r]
+      ax.plot(*zip(*pts, strict=True), marker="o", ms=3, label=key)
+    if keys == ("parzen_ll",):
+      pts = [(r["step"], r["parzen_ll"], r["parzen_ll_stderr"]) for r in rows if "parzen_ll" in r]
+      s, m, e = (np.array(v) for v in zip(*pts, strict=True))
+      ax.fill_between(s, m - e, m + e, alpha=0.3)
+    if len(keys) > 1:
+      ax.set_ylim(0, 1)
+      ax.legend()
+    ax.set_xlabel("iteration")
+    ax.set_title(title, fontsize=10)
+  fig.tight_layout()
+  tmp = f"{path}.tmp.png"
+  fig.savefig(tmp, dpi=90)
+  plt.close(fig)
+  os.replace(tmp, path)

@@ -1,5 +1,6 @@
 """Test setup: four fake CPU devices (set before JAX is imported) and tiny GANs."""
 
+import contextlib
 import os
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
@@ -44,3 +45,53 @@ def assert_trees_close(a, b, **tol):
 def assert_trees_equal(a, b):
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MNIST_DIR = os.path.join(os.path.dirname(ROOT), "shared", "data", "mnist")
+needs_mnist = pytest.mark.skipif(not os.path.isdir(MNIST_DIR),
+                                 reason=f"the MNIST files are expected in {MNIST_DIR}")
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory):
+  """One TFDS data_dir for the session: MNIST is prepared from MNIST_DIR once."""
+  return str(tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.fixture(scope="session")
+def mnist(tfds_dir):
+  if not os.path.isdir(MNIST_DIR):
+    pytest.skip(f"the MNIST files are expected in {MNIST_DIR}")
+  from gan_jax import data  # pylint: disable=import-outside-toplevel
+  return data.load_mnist(manual_dir=MNIST_DIR, data_dir=tfds_dir)
+
+
+@pytest.fixture(scope="session")
+def mnist_classifier(mnist, tmp_path_factory):
+  """(classifier, cache_dir): the real feature classifier, trained once for the session.
+
+  Compiled with XLA's optimisations on (as in real use): unoptimised convolutions
+  would make its training several times slower.
+  """
+  from gan_jax.evaluation import classifier  # pylint: disable=import-outside-toplevel
+  cache = str(tmp_path_factory.mktemp("classifier_cache"))
+  with optimized():
+    clf = classifier.load_or_train(mnist, cache_dir=cache, verbose=False)
+  return clf, cache
+
+
+@contextlib.contextmanager
+def optimized():
+  """XLA's optimisations on, for long-running programs where they save more than they cost."""
+  jax.config.update("jax_disable_most_optimizations", False)
+  try:
+    yield
+  finally:
+    jax.config.update("jax_disable_most_optimizations", True)
+
+
+@pytest.fixture
+def xla_optimized():
+  with optimized():
+    yield

@@ -9,20 +9,13 @@ import sys
 import jax
 import numpy as np
 import pytest
-from conftest import assert_trees_close
+from conftest import MNIST_DIR, assert_trees_close, needs_mnist
 from PIL import Image
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
 SMOKE = "experiments/mnist.py:smoke"
 
-pytestmark = pytest.mark.skipif(not MNIST_DIR.is_dir(),
-                                reason=f"the MNIST files are expected in {MNIST_DIR}")
-
-
-@pytest.fixture(scope="module")
-def tfds_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("tfds"))
+pytestmark = needs_mnist
 
 
 def launch(*args, timeout=900):
@@ -31,8 +24,11 @@ def launch(*args, timeout=900):
                         text=True, timeout=timeout)
 
 
-def data_flags(tfds_dir):
-  return [f"--config.data.manual_dir={MNIST_DIR}", f"--config.data.data_dir={tfds_dir}"]
+def data_flags(tfds_dir, classifier_dir=None):
+  flags = [f"--config.data.manual_dir={MNIST_DIR}", f"--config.data.data_dir={tfds_dir}"]
+  if classifier_dir:  # the session's trained classifier, so no run trains its own
+    flags.append(f"--config.evaluation.classifier_dir={classifier_dir}")
+  return flags
 
 
 def read_metrics(workdir):
@@ -40,26 +36,33 @@ def read_metrics(workdir):
     return [json.loads(line) for line in f if line.strip()]
 
 
-def smoke_config(tfds_dir):
+def smoke_config(tfds_dir, classifier_dir):
   sys.path.insert(0, str(ROOT))
   from benchmarks.common import load_config  # pylint: disable=import-outside-toplevel
   config = load_config("experiments/mnist.py", "smoke")
   config.data.manual_dir, config.data.data_dir = str(MNIST_DIR), tfds_dir
+  config.evaluation.classifier_dir = classifier_dir
   return config
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory, tfds_dir):
+def classifier_dir(mnist_classifier):
+  return mnist_classifier[1]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, tfds_dir, classifier_dir):
   workdir = str(tmp_path_factory.mktemp("run") / "mnist")
-  result = launch(f"--config={SMOKE}", f"--workdir={workdir}", *data_flags(tfds_dir))
+  result = launch(f"--config={SMOKE}", f"--workdir={workdir}",
+                  *data_flags(tfds_dir, classifier_dir))
   fatal = [l for l in result.stderr.splitlines() if "Check failed" in l or l[:1] == "F"]
   assert result.returncode == 0, "\n".join(fatal[:20]) + result.stderr[-3000:]
   return workdir, result
 
 
-def test_smoke_run_writes_every_artifact(smoke_run, tfds_dir):
+def test_smoke_run_writes_every_artifact(smoke_run, tfds_dir, classifier_dir):
   workdir, result = smoke_run
-  config = smoke_config(tfds_dir)
+  config = smoke_config(tfds_dir, classifier_dir)
   with open(os.path.join(workdir, "config.json")) as f:
     assert json.load(f) == json.loads(config.to_json_best_effort())
 
@@ -79,12 +82,18 @@ def test_smoke_run_writes_every_artifact(smoke_run, tfds_dir):
   for r in evals.values():
     assert np.isfinite(r["parzen_ll"]) and r["parzen_ll_stderr"] > 0
     assert np.isclose(np.logspace(-1, 0, 10), r["parzen_sigma"]).any()
+    # ... and the classifier-feature metrics.
+    assert r["frechet_distance"] > 0 and 1 <= r["classifier_score"] <= 10
+    assert 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 and r["pr_k"] == 5
+    assert sum(r["class_histogram"]) == config.evaluation.num_samples and 0 <= r["classes_covered"] <= 10
+    assert 0 <= r["class_kl_to_uniform"] <= np.log(10) + 1e-9
 
   for step in (50, 100):
     with Image.open(os.path.join(workdir, "samples", f"step_{step:07d}.png")) as img:
       assert img.size == (10 * 30 + 2, 10 * 30 + 2) and img.mode == "L"
-  with Image.open(os.path.join(workdir, "curves.png")) as img:
-    assert img.format == "PNG" and img.size[0] > 400
+  for name in ("curves.png", "eval.png"):
+    with Image.open(os.path.join(workdir, name)) as img:
+      assert img.format == "PNG" and img.size[0] > 400
   tb_dir = os.path.join(workdir, "tensorboard")
   (events,) = [e for e in os.listdir(tb_dir) if e.startswith("events.out.tfevents")]
   from tensorboard.backend.event_processing import event_file_loader  # pylint: disable=import-outside-toplevel
@@ -93,6 +102,7 @@ def test_smoke_run_writes_every_artifact(smoke_run, tfds_dir):
     for v in event.summary.value:
       tags.setdefault(v.tag, []).append(event.step)
   assert tags["d_loss"] == [25, 50, 75, 100] and tags["parzen_ll"] == [50, 100]
+  assert tags["frechet_distance"] == [50, 100] and tags["classes_covered"] == [50, 100]
   assert tags["samples"] == [50, 100]
   # Progress lines from process 0 at each log interval, nothing per step.
   progress = [l for l in result.stdout.splitlines() if l.startswith("step ")]
@@ -100,14 +110,14 @@ def test_smoke_run_writes_every_artifact(smoke_run, tfds_dir):
   assert "D(G(z))" in progress[-1]
 
 
-def test_checkpoint_holds_the_runs_final_state(smoke_run, tfds_dir):
+def test_checkpoint_holds_the_runs_final_state(smoke_run, tfds_dir, classifier_dir, mnist):
   """The checkpoint equals an independent in-process run of the same config and seed."""
-  from gan_jax import build, checkpoint, data, models, train  # pylint: disable=import-outside-toplevel
+  from gan_jax import build, checkpoint, models, train  # pylint: disable=import-outside-toplevel
   import gan_jax  # pylint: disable=import-outside-toplevel
 
   workdir, _ = smoke_run
-  config = smoke_config(tfds_dir)
-  ds = data.load(config.data)
+  config = smoke_config(tfds_dir, classifier_dir)
+  ds = mnist
   assert ds.train.shape == (50_000, 784) and ds.validation.shape == (10_000, 784)
   assert ds.test.shape == (10_000, 784) and ds.train.dtype == np.uint8
   gan = build.make_gan(config, data_dim=784, batches_per_epoch=500)
@@ -126,10 +136,12 @@ def test_checkpoint_holds_the_runs_final_state(smoke_run, tfds_dir):
                      rtol=1e-5, atol=1e-7)
 
 
-def test_launching_the_same_workdir_again_resumes(smoke_run, tfds_dir):
+def test_launching_the_same_workdir_again_resumes(smoke_run, tfds_dir, classifier_dir):
   workdir, _ = smoke_run
+  # Scoring is not what this test is about: it is off for the resumed part.
   result = launch(f"--config={SMOKE}", f"--workdir={workdir}", "--config.num_train_steps=150",
-                  *data_flags(tfds_dir))
+                  "--config.evaluation.parzen=False", "--config.evaluation.classifier_metrics=False",
+                  *data_flags(tfds_dir, classifier_dir))
   assert result.returncode == 0, result.stderr[-3000:]
   assert "Resuming from the checkpoint at step 100" in result.stdout
   steps = [r["step"] for r in read_metrics(workdir)]
@@ -138,18 +150,22 @@ def test_launching_the_same_workdir_again_resumes(smoke_run, tfds_dir):
   assert first_new.startswith("step 125/150")
 
 
-def test_eval_mode_scores_the_latest_checkpoint(smoke_run, tfds_dir, tmp_path):
+def test_eval_mode_scores_the_latest_checkpoint(smoke_run, tfds_dir, classifier_dir, tmp_path):
   workdir, _ = smoke_run
   result = launch(f"--config={SMOKE}", f"--workdir={workdir}", "--mode=eval",
-                  *data_flags(tfds_dir))
+                  *data_flags(tfds_dir, classifier_dir))
   assert result.returncode == 0, result.stderr[-3000:]
   with open(os.path.join(workdir, "eval.json")) as f:
     scores = json.load(f)
   assert scores["step"] == max(read_metrics(workdir)[-1]["step"], 100)
   assert np.isfinite(scores["parzen_ll"])
   assert f"{scores['parzen_ll']:.1f} ± {scores['parzen_ll_stderr']:.1f}" in result.stdout
+  assert f"| Fréchet distance (classifier features) | {scores['frechet_distance']:.3f} |" in \
+      result.stdout
+  assert f"| digit classes covered | {scores['classes_covered']} of 10" in result.stdout
+  assert "Training the MNIST feature classifier" not in result.stdout  # the cached one
   empty = launch(f"--config={SMOKE}", f"--workdir={tmp_path / 'none'}", "--mode=eval",
-                 *data_flags(tfds_dir))
+                 *data_flags(tfds_dir, classifier_dir))
   assert empty.returncode == 2 and "no checkpoint" in empty.stderr
   assert "Traceback" not in empty.stderr
 

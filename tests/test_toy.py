@@ -15,7 +15,7 @@ def sample_data(key, n):
   return MEAN + STD * jax.random.normal(key, (n, 1))
 
 
-def test_trained_discriminator_matches_d_star_and_v_matches_jsd():
+def test_trained_discriminator_matches_d_star_and_v_matches_jsd(xla_optimized):
   gan = gan_jax.GAN(
       generator=gan_jax.MLPGenerator(output_dim=1, hidden=(), output_activation="linear"),
       discriminator=gan_jax.MaxoutDiscriminator(hidden=(32, 32), pieces=4, init_scale=0.5,
