@@ -58,18 +58,31 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   # Imported here so that --help and flag errors come back without loading JAX or TF.
-  from gan_jax import evaluate, train  # pylint: disable=import-outside-toplevel
+  from gan_jax import evaluate, ring, toy, train  # pylint: disable=import-outside-toplevel
   from gan_jax.errors import UserError  # pylint: disable=import-outside-toplevel
+
+  toys = {"gaussian_1d": toy.run_gaussian_1d, "ring_2d": ring.run_ring_2d}
 
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # libraries' INFO chatter would bury the progress
 
   try:
     workdir = _WORKDIR.value or default_workdir()
-    if _MODE.value == "eval":
-      evaluate.evaluate_checkpoint(_CONFIG.value, workdir)
+    config = _CONFIG.value
+    experiment = config.get("experiment", "gan")
+    if experiment in toys:
+      if _MODE.value == "eval":
+        raise UserError(f"The {experiment} experiment scores itself while it trains (see "
+                        f"results.json in the workdir); it has no --mode=eval. Run it with "
+                        f"--mode=train (the default).")
+      toys[experiment](config, workdir)
+    elif experiment != "gan":
+      raise UserError(f"config.experiment is {experiment!r}; use 'gan' (the default) or one of "
+                      f"{', '.join(map(repr, toys))}.")
+    elif _MODE.value == "eval":
+      evaluate.evaluate_checkpoint(config, workdir)
     else:
-      train.train_and_evaluate(_CONFIG.value, workdir)
+      train.train_and_evaluate(config, workdir)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(2)

@@ -95,3 +95,99 @@ def plot_eval(rows: Sequence[dict], path: str) -> None:
   fig.savefig(tmp, dpi=90)
   plt.close(fig)
   os.replace(tmp, path)
+
+
+def _save(fig, path: str) -> None:
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  fig.tight_layout()
+  tmp = f"{path}.tmp.png"
+  fig.savefig(tmp, dpi=90)
+  plt.close(fig)
+  os.replace(tmp, path)
+
+
+def plot_1d_stages(x: np.ndarray, p_data: np.ndarray, snapshots: Sequence[dict],
+                   path: str) -> None:
+  """The paper's Figure 1 for a 1-D run: p_data (black dots), p_g (green) and D (blue
+  dashes) at each snapshot (dicts with step, p_g, d, jsd)."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  n = len(snapshots)
+  fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.2), sharey=True, squeeze=False)
+  top = 1.05 * max(p_data.max(), max(s["p_g"].max() for s in snapshots), 1.0)
+  for ax, s in zip(axes[0], snapshots, strict=True):
+    ax.plot(x, p_data, "k:", lw=2, label="p_data")
+    ax.plot(x, s["p_g"], "g-", lw=1.5, label="p_g")
+    ax.plot(x, s["d"], "b--", lw=1.5, label="D(x)")
+    ax.axhline(0.5, color="grey", lw=0.6)
+    ax.set_ylim(0, top)
+    ax.set_title(f"step {s['step']}: JSD {s['jsd']:.3f} nats", fontsize=10)
+    ax.set_xlabel("x")
+  axes[0][0].legend(loc="upper left", fontsize=8)
+  _save(fig, path)
+
+
+def plot_1d_curves(rows: Sequence[dict], path: str) -> None:
+  """JSD(p_data || p_g) and max |D - 1/2| on the data's support against the step."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  steps = [r["step"] for r in rows]
+  fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
+  ax1.semilogy(steps, [max(r["jsd"], 1e-8) for r in rows])
+  ax1.set_title("JSD(p_data || p_g), nats", fontsize=10)
+  ax2.plot(steps, [r["max_abs_d_minus_half"] for r in rows])
+  ax2.set_title("max |D(x) - 1/2| where p_data > 0.05", fontsize=10)
+  for ax in (ax1, ax2):
+    ax.set_xlabel("iteration")
+  _save(fig, path)
+
+
+def plot_ring(real: np.ndarray, samples: dict[str, np.ndarray], means: np.ndarray, std: float,
+              results: dict, path: str) -> None:
+  """Scatter plots: data, then each G loss's final samples, with the 3-std circles."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  panels = [("data", real, None)] + [(k, v, results[k]) for k, v in samples.items()]
+  fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.7), squeeze=False)
+  lim = 1.35 * float(np.abs(means).max())
+  for ax, (name, pts, res) in zip(axes[0], panels, strict=True):
+    ax.scatter(pts[:, 0], pts[:, 1], s=1, alpha=0.3, color="tab:blue" if res else "k")
+    for m in means:
+      ax.add_patch(plt.Circle(m, 3 * std, fill=False, color="tab:red", lw=0.8))
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    title = name if res is None else (
+        f"{name}: {res['modes_covered']}/{res['num_modes']} modes, "
+        f"{100 * res['high_quality_share']:.0f}% in 3σ")
+    ax.set_title(title, fontsize=9)
+  _save(fig, path)
+
+
+def plot_ring_curves(rows: Sequence[dict], per_step: dict[str, dict], early_steps: int,
+                     path: str) -> None:
+  """G's gradient norm per step (first steps and whole run) and modes covered, per G loss."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13, 3.4))
+  for name, m in per_step.items():
+    g = np.asarray(m["g_grad_norm"])
+    ax1.semilogy(np.arange(1, min(early_steps, len(g)) + 1), g[:early_steps], label=name)
+    ax2.semilogy(np.arange(1, len(g) + 1), g, lw=0.5, label=name)
+    pts = [(r["step"], r["modes_covered"]) for r in rows if r["g_loss_kind"] == name]
+    ax3.plot(*zip(*pts, strict=True), marker="o", ms=2, label=name)
+  ax1.set_title(f"G gradient norm, first {early_steps} steps", fontsize=10)
+  ax2.set_title("G gradient norm, whole run", fontsize=10)
+  ax3.set_title("modes covered", fontsize=10)
+  for ax in (ax1, ax2, ax3):
+    ax.set_xlabel("iteration")
+    ax.legend(fontsize=8)
+  _save(fig, path)

@@ -9,11 +9,14 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks.common import load_config  # noqa: E402
 
-from gan_jax import build  # noqa: E402
+from gan_jax import build, ring, toy  # noqa: E402
 
 CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "experiments").glob("*.py"))
-KEYS = ["seed", "num_train_steps", "batch_size", "log_every", "eval_every", "checkpoint_every",
-        "data.name", "data.manual_dir", "model", "optimizer", "gan"]
+KEYS = ["seed", "num_train_steps", "batch_size", "log_every", "model", "optimizer", "gan"]
+GAN_KEYS = ["eval_every", "checkpoint_every", "data.name", "data.manual_dir", "evaluation.parzen",
+            "evaluation.classifier_metrics"]
+TOYS = {"gaussian_1d": toy.make_affine_gan,
+        "ring_2d": lambda c: ring.make_gan(c, "non_saturating")}
 
 
 def lookup(config, dotted):
@@ -23,16 +26,21 @@ def lookup(config, dotted):
 
 
 def test_there_are_experiments():
-  assert "experiments/mnist.py" in CONFIGS and "experiments/mnist_adam.py" in CONFIGS
+  for name in ("mnist", "mnist_adam", "gaussian_1d", "ring_2d"):
+    assert f"experiments/{name}.py" in CONFIGS
 
 
 @pytest.mark.parametrize("path", CONFIGS)
 @pytest.mark.parametrize("arg", [None, "smoke"])
 def test_config_keys_and_spec(path, arg):
   config = load_config(path, arg)
-  for key in KEYS:
+  experiment = config.get("experiment", "gan")
+  for key in KEYS + (GAN_KEYS if experiment == "gan" else []):
     lookup(config, key)  # raises if absent
-  gan = build.make_gan(config, data_dim=784, batches_per_epoch=500)
+  if experiment == "gan":
+    gan = build.make_gan(config, data_dim=784, batches_per_epoch=500)
+  else:
+    gan = TOYS[experiment](config)
   assert gan.latent_dim == config.model.latent_dim
   if arg == "smoke":
     assert config.num_train_steps <= 500

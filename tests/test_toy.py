@@ -1,12 +1,18 @@
-"""Proposition 1 and Theorem 1's identity on a 1-D Gaussian toy."""
+"""Proposition 1 and Theorem 1 on a 1-D Gaussian toy (experiments/gaussian_1d.py)."""
+
+import json
+import pathlib
+import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
+from PIL import Image
 
 import gan_jax
-from gan_jax import losses, toy
+from gan_jax import toy
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+from benchmarks.common import load_config  # noqa: E402
 
 MEAN, STD = 2.0, 0.5  # p_data = N(2, 0.5^2)
 
@@ -15,35 +21,24 @@ def sample_data(key, n):
   return MEAN + STD * jax.random.normal(key, (n, 1))
 
 
-def test_trained_discriminator_matches_d_star_and_v_matches_jsd(xla_optimized):
-  gan = gan_jax.GAN(
-      generator=gan_jax.MLPGenerator(output_dim=1, hidden=(), output_activation="linear"),
-      discriminator=gan_jax.MaxoutDiscriminator(hidden=(32, 32), pieces=4, init_scale=0.5,
-                                                input_keep=1.0, hidden_keep=1.0),
-      g_optimizer=optax.sgd(0.0),
-      d_optimizer=optax.adam(optax.exponential_decay(3e-3, 3000, 0.05)),
-      latent_dim=1, latent_dist="normal")
-  state = gan_jax.init_state(gan, jax.random.key(0), jnp.zeros((1, 1)))
-  state = state.replace(g_params=toy.affine_generator_params(1.0, 0.0))  # p_g = N(0, 1)
-  before = state.g_params
-  state, d_losses = toy.train_discriminator(gan, state, sample_data, jax.random.key(1),
-                                            num_steps=3000, batch_size=1024)
-  assert float(d_losses[-100:].mean()) < float(d_losses[:100].mean())
-  np.testing.assert_array_equal(state.g_params["output"]["kernel"], before["output"]["kernel"])
-
-  x = np.linspace(-6.0, 8.0, 14001)
-  dx = x[1] - x[0]
-  p_data = toy.gaussian_pdf(x, MEAN, STD)
-  p_g = toy.affine_generator_density(state.g_params, x)
-  np.testing.assert_allclose(p_g, toy.gaussian_pdf(x, 0.0, 1.0))
-  d = toy.discriminator_on_grid(gan, state.d_params, x)
-  d_star = np.asarray(losses.optimal_discriminator(jnp.asarray(p_data), jnp.asarray(p_g)))
-  support = (p_data + p_g) > 0.05
-  assert np.abs(d - d_star)[support].max() <= 0.05  # Proposition 1
-  v = toy.value_on_grid(p_data, p_g, d, dx)
-  c = losses.optimal_value(p_data, p_g, dx)  # -log 4 + 2 JSD
-  assert abs(v - c) <= 0.02
-  assert c > -np.log(4) + 0.1  # p_g != p_data: above the global minimum
+def test_gaussian_1d_experiment_shows_proposition_1_and_theorem_1(xla_optimized, tmp_path):
+  """experiments/gaussian_1d.py as configured: (a) D -> D* and V = -log 4 + 2 JSD with G
+  fixed; (b) both trained: JSD -> 0 and D -> 1/2; (c) the Figure-1 PNG."""
+  config = load_config("experiments/gaussian_1d.py")
+  res = toy.run_gaussian_1d(config, str(tmp_path))
+  a, b = res["part_a"], res["part_b"]
+  assert a["max_abs_d_minus_d_star"] <= 0.05  # Proposition 1, where p_data + p_g > 0.05
+  assert a["abs_value_minus_c_of_g"] <= 0.02  # V(D*, G) = C(G), JSD by integration
+  assert a["c_of_g"] > -np.log(4) + 0.5  # G starts far from the data
+  assert b["jsd"] < 0.01 and b["jsd"] < res["initial_jsd"] / 50  # Theorem 1: JSD -> 0
+  assert b["max_abs_d_minus_half"] < 0.1  # D -> 1/2 on the data's support
+  assert abs(b["g_shift"] - MEAN) < 0.1 and abs(abs(b["g_scale"]) - STD) < 0.05
+  rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert rows[-1]["step"] == config.num_train_steps and rows[-1]["jsd"] == b["jsd"]
+  for name in ("figure1.png", "curves.png"):
+    with Image.open(tmp_path / name) as img:
+      assert img.format == "PNG" and img.size[0] > 600
+  assert json.loads((tmp_path / "results.json").read_text())["part_b"]["jsd"] == b["jsd"]
 
 
 def test_affine_generator_density_matches_its_samples():

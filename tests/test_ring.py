@@ -1,0 +1,75 @@
+"""The 2-D ring experiment: its mode statistics, and the minimax loss's early saturation."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from gan_jax import ring
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from benchmarks.common import load_config  # noqa: E402
+
+
+def test_samples_of_the_true_mixture_cover_every_mode():
+  sample = ring.ring_sampler(8, 2.0, 0.02)
+  x = np.asarray(sample(jax.random.key(0), 20_000))
+  stats = ring.mode_statistics(x, ring.ring_means(8, 2.0), 0.02)
+  assert stats["modes_covered"] == 8 and sum(stats["mode_counts"]) <= 20_000
+  # Within 3 std of a 2-d isotropic Gaussian's centre: 1 - exp(-9/2) = 0.9889.
+  assert stats["high_quality_share"] == pytest.approx(1 - np.exp(-4.5), abs=0.003)
+  shares = np.array(stats["mode_counts"]) / 20_000
+  assert np.all(np.abs(shares - 0.9889 / 8) < 0.01)
+
+
+def test_collapsed_and_off_ring_samples_are_counted_as_such():
+  means = ring.ring_means(8, 2.0)
+  np.testing.assert_allclose(np.linalg.norm(means, axis=1), 2.0)
+  one_mode = means[3] + 0.02 * np.random.RandomState(0).randn(1000, 2)
+  stats = ring.mode_statistics(one_mode, means, 0.02)
+  assert stats["modes_covered"] == 1 and np.argmax(stats["mode_counts"]) == 3
+  # Half the samples at the centre (no mode's), the rest split over two modes, one
+  # of them below the 4% share.
+  mixed = np.concatenate([np.zeros((500, 2)), np.repeat(means[[0]], 470, 0),
+                          np.repeat(means[[5]], 30, 0)])
+  stats = ring.mode_statistics(mixed, means, 0.02)
+  assert stats["high_quality_share"] == pytest.approx(0.5)
+  assert stats["modes_covered"] == 1 and stats["mode_counts"][5] == 30
+
+
+def test_minimax_loss_saturates_where_the_non_saturating_one_does_not(xla_optimized, tmp_path):
+  """After D learns to reject the initial G, minimax G gradients start far smaller."""
+  config = load_config("experiments/ring_2d.py", "smoke")
+  res = ring.run_ring_2d(config, str(tmp_path))
+  mm, ns = res["minimax"], res["non_saturating"]
+  assert mm["early_d_fake"] < 0.5  # D rejects G's samples at the start
+  assert res["first_g_grad_norm_ratio_ns_over_minimax"] > 20
+  assert ns["early_g_grad_norm"] > mm["early_g_grad_norm"]
+  for r in (mm, ns):
+    assert 0 <= r["modes_covered"] <= 8 and 0 <= r["high_quality_share"] <= 1
+  assert json.loads((tmp_path / "results.json").read_text())["minimax"] == mm
+  rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert {r["g_loss_kind"] for r in rows} == {"minimax", "non_saturating"}
+  for name in ("samples.png", "curves.png"):
+    with Image.open(tmp_path / name) as img:
+      assert img.format == "PNG" and img.size[0] > 600
+
+
+def test_launch_runs_the_toy_experiments_and_refuses_eval_mode(tmp_path):
+  run = subprocess.run([sys.executable, "launch.py", "--config=experiments/gaussian_1d.py:smoke",
+                        f"--workdir={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert "(a) G fixed" in run.stdout and "(b) both trained" in run.stdout
+  assert (tmp_path / "figure1.png").exists() and (tmp_path / "results.json").exists()
+  ev = subprocess.run([sys.executable, "launch.py", "--config=experiments/ring_2d.py:smoke",
+                       f"--workdir={tmp_path / 'ring'}", "--mode=eval"], cwd=ROOT,
+                      capture_output=True, text=True, timeout=600)
+  assert ev.returncode == 2 and "has no --mode=eval" in ev.stderr
+  assert "Traceback" not in ev.stderr
