@@ -46,9 +46,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.gan = ml_collections.ConfigDict(dict(k=1, update_rule="alternating"))
 
   if arg == "smoke":
-    config.num_train_steps = 400
-    config.log_every = 200
-    config.early_steps = 100
+    config.num_train_steps = 100
+    config.log_every = 50
+    config.early_steps = 50
     config.num_eval_samples = 2_000
   elif arg:
     raise ValueError(f"Unknown config argument {arg!r}; use 'smoke' or nothing.")

@@ -43,7 +43,7 @@ def test_collapsed_and_off_ring_samples_are_counted_as_such():
   assert stats["modes_covered"] == 1 and stats["mode_counts"][5] == 30
 
 
-def test_minimax_loss_saturates_where_the_non_saturating_one_does_not(xla_optimized, tmp_path):
+def test_minimax_loss_saturates_where_the_non_saturating_one_does_not(tmp_path):
   """After D learns to reject the initial G, minimax G gradients start far smaller."""
   config = load_config("experiments/ring_2d.py", "smoke")
   res = ring.run_ring_2d(config, str(tmp_path))
