@@ -55,11 +55,7 @@ def plot_curves(rows: Sequence[dict], path: str) -> None:
   ax2.set_xlabel("iteration")
   ax2.legend()
   ax2.set_title("discriminator outputs")
-  fig.tight_layout()
-  tmp = f"{path}.tmp.png"
-  fig.savefig(tmp, dpi=90)
-  plt.close(fig)
-  os.replace(tmp, path)
+  _save(fig, path)
 
 
 def plot_eval(rows: Sequence[dict], path: str) -> None:
@@ -90,11 +86,7 @@ def plot_eval(rows: Sequence[dict], path: str) -> None:
       ax.legend()
     ax.set_xlabel("iteration")
     ax.set_title(title, fontsize=10)
-  fig.tight_layout()
-  tmp = f"{path}.tmp.png"
-  fig.savefig(tmp, dpi=90)
-  plt.close(fig)
-  os.replace(tmp, path)
+  _save(fig, path)
 
 
 def _save(fig, path: str) -> None:
