@@ -4,6 +4,11 @@
   python launch.py --config=experiments/mnist.py:smoke --config.data.manual_dir=/path/to/mnist
   python launch.py --config=experiments/mnist.py --workdir=runs/mnist --mode=eval
 
+Multi-process (one process per host; each runs the same command):
+  python launch.py --config=... --coordinator_address=10.0.0.1:1234 --num_processes=2 \
+      --process_id=0          # and --process_id=1 on the second host
+  python launch.py --config=... --distributed=auto   # TPU pods, SLURM, MPI: JAX detects them
+
 Any config field can be overridden with --config.<field>=<value>; a misspelt
 field is an error. Launching again with the same --workdir resumes from its
 newest checkpoint.
@@ -29,6 +34,16 @@ _MODE = flags.DEFINE_enum(
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Where the run writes config, metrics, samples and checkpoints "
     "(default: runs/<config name>[_<argument>]).")
+
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", "", "Multi-process runs: HOST:PORT of process 0's coordinator.")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", 0, "Multi-process runs: the number of processes (0: a single process).")
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", -1, "Multi-process runs: this process's index, 0 .. num_processes - 1.")
+_DISTRIBUTED = flags.DEFINE_enum(
+    "distributed", "off", ["off", "auto"],
+    "auto: join a multi-process run that JAX detects itself (Cloud TPU pods, SLURM, Open MPI).")
 
 
 def default_workdir() -> str:
@@ -58,7 +73,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   # Imported here so that --help and flag errors come back without loading JAX or TF.
-  from gan_jax import evaluate, ring, toy, train  # pylint: disable=import-outside-toplevel
+  from gan_jax import distributed, evaluate, ring, toy, train  # pylint: disable=import-outside-toplevel
   from gan_jax.errors import UserError  # pylint: disable=import-outside-toplevel
 
   toys = {"gaussian_1d": toy.run_gaussian_1d, "ring_2d": ring.run_ring_2d}
@@ -67,6 +82,10 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # libraries' INFO chatter would bury the progress
 
   try:
+    if distributed.initialize(coordinator_address=_COORDINATOR.value,
+                              num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
+                              auto=_DISTRIBUTED.value == "auto"):
+      print(f"Joined a multi-process run: {distributed.describe()}", flush=True)
     workdir = _WORKDIR.value or default_workdir()
     config = _CONFIG.value
     experiment = config.get("experiment", "gan")

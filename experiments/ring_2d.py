@@ -7,9 +7,11 @@ p_data: 8 Gaussians (std 0.02) evenly spaced on a circle of radius 2. G: 2-d
 normal noise -> 128 ReLU -> 128 ReLU -> 2; D: maxout 128x2 -> 128x2 -> 1.
 Adam 1e-3 (b1 0.5) for both, Algorithm 1 with k = 1, batch 256, after 200 D
 updates against the initial G (D ahead, as early in learning). The same run
-is made with each G loss from the same initial parameters; results.json holds
-modes covered (of 8), the share of samples within 3 std of a mode and G's
-gradient norm over the first steps; samples.png and curves.png show them.
+is made with each G loss from the same initial parameters (a two-replica sweep,
+one vmapped program); results.json and sweep.csv hold modes covered (of 8),
+the share of samples within 3 std of a mode and G's gradient norm over the
+first steps; samples.png and curves.png show them. experiments/ring_sweep.py
+adds 8 seeds.
 Run time on a 2-core CPU: see README.md (results table).
 """
 
@@ -26,7 +28,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.early_steps = 200  # G's gradient norm is averaged over these first iterations
   config.num_eval_samples = 10_000
   config.min_share = 0.04  # a mode is covered with >= 4% of samples within 3 std of it
-  config.g_losses = ("minimax", "non_saturating")
+  # Both G losses from the same initial parameters: two replicas, trained as one program.
+  config.sweep = "gan.g_loss=minimax,non_saturating"
   # D updates against the initial G before G moves: the start of learning the paper
   # describes, where D rejects G's poor samples with high confidence.
   config.d_warmup_steps = 200
@@ -35,6 +38,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict()
   config.model.latent_dim = 2
+  config.model.dtype = "float32"  # compute dtype: "bfloat16" keeps float32 params and losses
   config.model.generator = ml_collections.ConfigDict(dict(
       hidden=(128, 128), activation="relu", output_activation="linear", init_scale=0.1))
   config.model.discriminator = ml_collections.ConfigDict(dict(
@@ -43,7 +47,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.optimizer = ml_collections.ConfigDict(dict(name="adam", learning_rate=1e-3, b1=0.5,
                                                     b2=0.999))
-  config.gan = ml_collections.ConfigDict(dict(k=1, update_rule="alternating"))
+  config.gan = ml_collections.ConfigDict(dict(k=1, update_rule="alternating",
+                                              g_loss="non_saturating", real_label=1.0))
 
   if arg == "smoke":
     config.num_train_steps = 100

@@ -3,12 +3,18 @@
 Orbax writes each checkpoint into a temporary directory and renames it into
 place when complete, so an interrupted write never leaves a checkpoint that
 ``latest_step`` takes as good.
+
+States are saved and restored as host (NumPy) arrays. In a multi-process run
+every process calls ``save`` and ``restore`` with the same (replicated) state;
+orbax writes the arrays from process 0 only and every process reads them back.
 """
 
 from __future__ import annotations
 
 import os
+
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from gan_jax.state import GANState
@@ -35,17 +41,18 @@ class Checkpointer:
 
   def save(self, state: GANState) -> int:
     """Write ``state`` (one copy, not replicated) under its step; returns the step."""
-    step = int(jax.device_get(state.step))
+    host = jax.tree.map(np.asarray, jax.device_get(state))
+    step = int(host.step)
     if step not in self._manager.all_steps():
-      self._manager.save(step, args=ocp.args.StandardSave(state))
+      self._manager.save(step, args=ocp.args.StandardSave(host))
       self._manager.wait_until_finished()
     return step
 
   def restore(self, like: GANState, step: int | None = None) -> GANState:
-    """The checkpoint at ``step`` (default: latest), shaped like ``like``."""
+    """The checkpoint at ``step`` (default: latest) as host arrays, shaped like ``like``."""
     step = self.latest_step() if step is None else step
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    target = jax.tree.map(np.asarray, jax.device_get(like))  # NumPy leaves: read as NumPy
+    return self._manager.restore(step, args=ocp.args.StandardRestore(target))
 
   def close(self) -> None:
     self._manager.close()

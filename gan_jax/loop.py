@@ -187,7 +187,15 @@ class TrainLoop:
 
   ``parallel``: ``"pmap"`` (replicas over ``devices``), ``"shard_map"`` (the same
   per-device function over a 1-D mesh of ``devices``) or ``"none"`` (jit on
-  the first device). ``devices`` defaults to all local devices.
+  the first device).
+
+  Sweeps: with ``replica_gan`` set (a function from one replica's hyperparameters
+  to its spec), the state, the key and the hyperparameters passed to each call
+  carry a leading replica axis and the chunk is ``jax.vmap``-ed over it, inside
+  the data parallelism: R GANs train as one program. ``gan`` then only names
+  the shared structure (``replica_gan`` of any replica's values). ``devices`` defaults to all devices of all processes
+  (``jax.devices()``): in a multi-process run each process places and feeds
+  its own local devices, and the collectives span every process.
   """
 
   gan: GAN
@@ -196,6 +204,7 @@ class TrainLoop:
   steps_per_call: int
   parallel: str = "pmap"
   devices: tuple[Any, ...] | None = None
+  replica_gan: Callable[[Any], GAN] | None = None
 
   def __post_init__(self):
     if self.parallel not in PARALLEL_MODES:
@@ -211,7 +220,12 @@ class TrainLoop:
 
   @functools.cached_property
   def device_list(self) -> tuple[Any, ...]:
-    devices = tuple(self.devices) if self.devices is not None else tuple(jax.local_devices())
+    if self.devices is not None:
+      devices = tuple(self.devices)
+    elif self.parallel == "none":
+      devices = tuple(jax.local_devices())
+    else:
+      devices = tuple(jax.devices())
     return devices[:1] if self.parallel == "none" else devices
 
   @property
@@ -223,30 +237,36 @@ class TrainLoop:
     return Mesh(np.array(self.device_list), (AXIS,))
 
   def _chunk(self, device_index, num_devices, axis_name):
-    return functools.partial(run_chunk, self.gan, self.source, num_steps=self.steps_per_call,
-                             global_batch=self.global_batch, device_index=device_index,
-                             num_devices=num_devices, axis_name=axis_name)
+    """(state, data, key, hparams) -> (state, metrics) for this device's share."""
+    kw = dict(num_steps=self.steps_per_call, global_batch=self.global_batch,
+              device_index=device_index, num_devices=num_devices, axis_name=axis_name)
+    if self.replica_gan is None:
+      return lambda state, data, key, hparams: run_chunk(self.gan, self.source, state, data,
+                                                         key, **kw)
+
+    def one_replica(state, data, key, hparams):
+      return run_chunk(self.replica_gan(hparams), self.source, state, data, key, **kw)
+    return jax.vmap(one_replica, in_axes=(0, None, 0, 0))
 
   @functools.cached_property
   def _compiled(self):
     n = self.num_devices
     if self.parallel == "none":
       return jax.jit(self._chunk(0, 1, None), donate_argnums=0)
-    if self.parallel == "pmap":
-      def per_device(state, data, key):
-        return self._chunk(lax.axis_index(AXIS), n, AXIS)(state, data, key)
-      return jax.pmap(per_device, axis_name=AXIS, in_axes=(0, 0, None),
-                      donate_argnums=0, devices=self.device_list)
 
-    def per_shard(state, data, key):
-      return self._chunk(lax.axis_index(AXIS), n, AXIS)(state, data, key)
+    def per_device(state, data, key, hparams):
+      return self._chunk(lax.axis_index(AXIS), n, AXIS)(state, data, key, hparams)
+    if self.parallel == "pmap":
+      return jax.pmap(per_device, axis_name=AXIS, in_axes=(0, 0, None, None),
+                      donate_argnums=0, devices=self.device_list)
     # check_vma=False: the step averages its own gradients with lax.pmean, exactly
     # as under pmap. With varying-axis checks on, the gradient of a replicated
     # parameter would already arrive summed over devices and be reduced twice.
-    return jax.jit(jax.shard_map(per_shard, mesh=self.mesh, in_specs=(P(), P(), P()),
+    return jax.jit(jax.shard_map(per_device, mesh=self.mesh, in_specs=(P(), P(), P(), P()),
                                  out_specs=(P(), P()), check_vma=False), donate_argnums=0)
 
   def _put(self, tree):
+    # Every process passes the same host values; each fills its own local devices.
     if self.parallel == "pmap":  # a leading axis of one row per device, as pmap wants
       n = self.num_devices
       stacked = jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (n,) + np.shape(x)), tree)
@@ -265,14 +285,24 @@ class TrainLoop:
     return self._put(data)
 
   def get_state(self, dstate: Any) -> Any:
-    """One copy of the state (or any tree placed by this loop), still as device arrays."""
-    if self.parallel == "pmap":
-      return jax.tree.map(lambda x: x[0], dstate)
-    return dstate
+    """One copy of the state (or any tree placed by this loop) on a device of this process."""
+    return jax.tree.map(self._local_copy, dstate)
 
-  def __call__(self, dstate: GANState, data: Any, key: jax.Array) -> tuple[GANState, Metrics]:
-    """Run ``steps_per_call`` iterations. ``dstate`` is donated: use the returned one."""
-    dstate, metrics = self._compiled(dstate, data, key)
-    if self.parallel == "pmap":
-      metrics = jax.tree.map(lambda x: x[0], metrics)
-    return dstate, metrics
+  def _local_copy(self, x: jax.Array) -> jax.Array:
+    if self.parallel == "pmap":  # [devices, ...]: this process's first row
+      return x[0] if x.is_fully_addressable else x.addressable_data(0)[0]
+    if self.parallel == "shard_map" and not x.is_fully_addressable:
+      return x.addressable_data(0)  # replicated: any local shard is the whole value
+    return x
+
+  def __call__(self, dstate: GANState, data: Any, key: jax.Array, hparams: Any = None
+               ) -> tuple[GANState, Metrics]:
+    """Run ``steps_per_call`` iterations. ``dstate`` is donated: use the returned one.
+
+    With ``replica_gan``: ``key`` is ``[R]`` keys and ``hparams`` a tree of ``[R]``
+    arrays; the metrics come back ``[R, steps_per_call]``.
+    """
+    if (self.replica_gan is None) != (hparams is None):
+      raise ValueError("hparams must be given exactly when the loop has a replica_gan.")
+    dstate, metrics = self._compiled(dstate, data, key, hparams)
+    return dstate, self.get_state(metrics)

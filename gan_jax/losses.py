@@ -39,8 +39,13 @@ def generator_loss(fake_logits: jax.Array, *, kind: str) -> jax.Array:
   Args:
     fake_logits: D's logits for G(z).
     kind: ``"minimax"``: mean log(1 - D(G(z))), the saturating form of eq. 1;
-      ``"non_saturating"``: -mean log D(G(z)), i.e. BCE with label 1.
+      ``"non_saturating"``: -mean log D(G(z)), i.e. BCE with label 1. Or an
+      integer array indexing ``G_LOSS_KINDS`` (a sweep over the loss under vmap).
   """
+  if isinstance(kind, jax.Array):
+    return jnp.where(kind == G_LOSS_KINDS.index("minimax"),
+                     jnp.mean(jax.nn.log_sigmoid(-fake_logits)),
+                     -jnp.mean(jax.nn.log_sigmoid(fake_logits)))
   if kind == "minimax":
     return jnp.mean(jax.nn.log_sigmoid(-fake_logits))
   if kind == "non_saturating":

@@ -45,20 +45,26 @@ def paper_sgd(*, learning_rate: float = 0.1, decay_factor: float = 1.000004,
   return optax.inject_hyperparams(momentum_sgd)(learning_rate=lr, momentum=momentum)
 
 
-def make_optimizer(cfg: Any, *, steps_per_epoch: int) -> optax.GradientTransformation:
-  """An optimizer from a config section with ``name`` in OPTIMIZERS and its fields."""
+def make_optimizer(cfg: Any, *, steps_per_epoch: int, learning_rate: Any = None
+                   ) -> optax.GradientTransformation:
+  """An optimizer from a config section with ``name`` in OPTIMIZERS and its fields.
+
+  ``learning_rate`` replaces ``cfg.learning_rate`` when given; it may be a traced
+  scalar (a sweep's per-replica value under ``jax.vmap``).
+  """
   name = cfg.name
+  if name not in OPTIMIZERS:
+    raise ValueError(f"optimizer.name is {name!r}; use one of {OPTIMIZERS}.")
+  lr = cfg.learning_rate if learning_rate is None else learning_rate
   if name == "paper_sgd":
-    return paper_sgd(learning_rate=cfg.learning_rate, decay_factor=cfg.decay_factor,
+    return paper_sgd(learning_rate=lr, decay_factor=cfg.decay_factor,
                      min_learning_rate=cfg.min_learning_rate, init_momentum=cfg.init_momentum,
                      final_momentum=cfg.final_momentum,
                      momentum_start_epoch=cfg.momentum_start_epoch,
                      momentum_saturate_epoch=cfg.momentum_saturate_epoch,
                      steps_per_epoch=steps_per_epoch)
   if name == "sgd":
-    return optax.inject_hyperparams(momentum_sgd)(learning_rate=cfg.learning_rate,
-                                                  momentum=cfg.momentum)
+    return optax.inject_hyperparams(momentum_sgd)(learning_rate=lr, momentum=cfg.momentum)
   if name == "adam":
-    return optax.inject_hyperparams(optax.adam)(learning_rate=cfg.learning_rate, b1=cfg.b1,
-                                                b2=cfg.b2)
+    return optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=cfg.b1, b2=cfg.b2)
   raise ValueError(f"optimizer.name is {name!r}; use one of {OPTIMIZERS}.")

@@ -18,19 +18,19 @@ alike.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import time
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax import build, loop as loop_lib, optim, toy, visualize
-from gan_jax.state import GAN, init_state, sample_latent
-
-G_LOSSES = ("minimax", "non_saturating")
+from gan_jax import build, loop as loop_lib, optim, sweep, toy, visualize
+from gan_jax.state import GAN, GANState, init_state, sample_latent
 
 
 def ring_means(num_modes: int = 8, radius: float = 2.0) -> np.ndarray:
@@ -65,101 +65,210 @@ def mode_statistics(samples: np.ndarray, means: np.ndarray, std: float, *,
           "mode_counts": [int(c) for c in counts]}
 
 
-def make_gan(config, g_loss: str) -> GAN:
-  """The GAN spec of a ring_2d config with the given G loss."""
+def make_gan(config, hparams: dict | None = None) -> GAN:
+  """The GAN spec of a ring_2d config, or of one sweep replica's ``hparams`` (traced)."""
   m = config.model
+  hp = hparams or {}
+  g_opt = config.get("g_optimizer") or config.optimizer
+  dtype = m.get("dtype", "float32")
   return GAN(
-      generator=build.make_generator(m.generator, 2, "float32"),
-      discriminator=build.make_discriminator(m.discriminator, "float32"),
-      g_optimizer=optim.make_optimizer(config.optimizer, steps_per_epoch=1),
-      d_optimizer=optim.make_optimizer(config.optimizer, steps_per_epoch=1),
-      latent_dim=m.latent_dim, latent_dist="normal", g_loss=g_loss,
+      generator=build.make_generator(m.generator, 2, dtype),
+      discriminator=build.make_discriminator(m.discriminator, dtype),
+      g_optimizer=optim.make_optimizer(g_opt, steps_per_epoch=1,
+                                       learning_rate=hp.get("g_learning_rate")),
+      d_optimizer=optim.make_optimizer(config.optimizer, steps_per_epoch=1,
+                                       learning_rate=hp.get("d_learning_rate")),
+      latent_dim=m.latent_dim, latent_dist="normal",
+      g_loss=hp.get("g_loss", config.gan.g_loss),
+      real_label=hp.get("real_label", config.gan.real_label),
       k=config.gan.k, update_rule=config.gan.update_rule)
 
 
-def train_one(config, g_loss: str) -> tuple[np.ndarray, dict[str, np.ndarray], list[dict]]:
-  """Train with ``g_loss``; returns final samples, per-step metrics and snapshot rows."""
-  data = config.data
+def train_group(configs: Sequence[Any]) -> tuple[list[tuple[np.ndarray, dict, list[dict]]],
+                                                  list[GANState]]:
+  """Train ring GANs whose configs differ only in ``sweep.VMAPPABLE`` fields.
+
+  One config trains on its own (a plain ``TrainLoop``); several train as one
+  program, vmapped over their states. Returns, per config, (final samples of
+  ``num_eval_samples`` fixed noise vectors, per-step metrics, a row of
+  statistics every ``log_every`` steps), and the final states.
+  """
+  base = configs[0]
+  data = base.data
   sample_real = ring_sampler(data.num_modes, data.radius, data.std)
   means = ring_means(data.num_modes, data.radius)
-  gan = make_gan(config, g_loss)
-  root = jax.random.key(config.seed)
-  state = init_state(gan, jax.random.fold_in(root, 0), jnp.zeros((1, 2)))
-  if config.d_warmup_steps:  # D first learns to reject the initial G's samples
-    state, _ = toy.train_discriminator(gan, state, sample_real, jax.random.fold_in(root, 2),
-                                       num_steps=config.d_warmup_steps,
-                                       batch_size=config.batch_size)
-  chunk = math.gcd(config.log_every, config.num_train_steps)
-  tl = loop_lib.TrainLoop(gan, loop_lib.SamplerSource(sample_real),
-                          global_batch=config.batch_size, steps_per_call=chunk, parallel="none")
-  dstate = tl.put_state(state)
-  eval_z = sample_latent(gan, jax.random.fold_in(root, 3), (config.num_eval_samples,))
-  gen = jax.jit(lambda p, z: gan.generator.apply({"params": p}, z))
-  per_step, rows = [], []
-  for step in range(chunk, config.num_train_steps + 1, chunk):
-    dstate, metrics = tl(dstate, None, jax.random.fold_in(root, 1))
-    per_step.append(jax.device_get(metrics))
-    samples = np.asarray(gen(tl.get_state(dstate).g_params, eval_z))
-    stats = mode_statistics(samples, means, data.std, min_share=config.min_share)
-    rows.append({"step": step, "g_loss_kind": g_loss,
-                 **{k: float(np.mean(v)) for k, v in per_step[-1].items()},
-                 **{k: v for k, v in stats.items() if k != "mode_counts"}})
-  metrics = {k: np.concatenate([m[k] for m in per_step]) for k in per_step[0]}
-  return samples, metrics, rows
+  roots = [jax.random.key(c.seed) for c in configs]
+  gans = [make_gan(c) for c in configs]
+  states = [init_state(g, jax.random.fold_in(r, 0), jnp.zeros((1, 2)))
+            for g, r in zip(gans, roots, strict=True)]
+  warm_keys = [jax.random.fold_in(r, 2) for r in roots]
+  train_keys = [jax.random.fold_in(r, 1) for r in roots]
+  eval_z = jnp.stack([sample_latent(gans[0], jax.random.fold_in(r, 3), (base.num_eval_samples,))
+                      for r in roots])
+  chunk = math.gcd(base.log_every, base.num_train_steps)
+  source = loop_lib.SamplerSource(sample_real)
+  warm_kw = dict(num_steps=base.d_warmup_steps, batch_size=base.batch_size)
+
+  if len(configs) == 1:
+    state = states[0]
+    if base.d_warmup_steps:  # D first learns to reject the initial G's samples
+      state, _ = toy.train_discriminator(gans[0], state, sample_real, warm_keys[0], **warm_kw)
+    tl = loop_lib.TrainLoop(gans[0], source, global_batch=base.batch_size, steps_per_call=chunk,
+                            parallel="none")
+    dstate = tl.put_state(state)
+
+    def call(dstate):
+      dstate, metrics = tl(dstate, None, train_keys[0])
+      return dstate, jax.tree.map(lambda m: m[None], metrics)
+    g_params = lambda dstate: jax.tree.map(lambda x: x[None], dstate.g_params)
+  else:
+    hps = sweep.stacked_hparams(configs)
+    replica_gan = functools.partial(make_gan, base)
+    state = sweep.stack(states)
+    if base.d_warmup_steps:
+      warm = jax.jit(jax.vmap(lambda s, k, h: toy.discriminator_steps(
+          replica_gan(h), s, sample_real, k, **warm_kw)[0]))
+      state = warm(state, jnp.stack(warm_keys), hps)
+    tl = loop_lib.TrainLoop(gans[0], source, global_batch=base.batch_size, steps_per_call=chunk,
+                            parallel="none", replica_gan=replica_gan)
+    dstate = tl.put_state(state)
+    keys = jnp.stack(train_keys)
+
+    def call(dstate):
+      return tl(dstate, None, keys, hps)
+    g_params = lambda dstate: dstate.g_params
+
+  apply_g = gans[0].generator.apply
+  gen = jax.jit(jax.vmap(lambda p, z: apply_g({"params": p}, z)))
+  per_step, rows = [], [[] for _ in configs]
+  for step in range(chunk, base.num_train_steps + 1, chunk):
+    dstate, metrics = call(dstate)
+    metrics = jax.device_get(metrics)  # [R, chunk] each
+    per_step.append(metrics)
+    samples = np.asarray(gen(g_params(dstate), eval_z))
+    for i, c in enumerate(configs):
+      stats = mode_statistics(samples[i], means, data.std, min_share=c.min_share)
+      rows[i].append({"step": step, "g_loss_kind": c.gan.g_loss, "seed": c.seed,
+                      **{k: float(np.mean(v[i])) for k, v in metrics.items()},
+                      **{k: v for k, v in stats.items() if k != "mode_counts"}})
+  out = []
+  for i in range(len(configs)):
+    m = {k: np.concatenate([p[k][i] for p in per_step]) for k in per_step[0]}
+    out.append((samples[i], m, rows[i]))
+  finals = [dstate] if len(configs) == 1 else [sweep.unstack(dstate, i)
+                                               for i in range(len(configs))]
+  return out, finals
+
+
+def _replica_results(config, samples, metrics, rows, wall_seconds) -> dict:
+  data = config.data
+  stats = mode_statistics(samples, ring_means(data.num_modes, data.radius), data.std,
+                          min_share=config.min_share)
+  early = slice(0, config.early_steps)
+  return {
+      **stats,
+      "first_g_grad_norm": float(metrics["g_grad_norm"][0]),
+      "early_g_grad_norm": float(np.mean(metrics["g_grad_norm"][early])),
+      "early_d_fake": float(np.mean(metrics["d_fake"][early])),
+      "best_modes_covered": max(r["modes_covered"] for r in rows),
+      "final_d_real": float(np.mean(metrics["d_real"][-config.log_every:])),
+      "final_d_fake": float(np.mean(metrics["d_fake"][-config.log_every:])),
+      "wall_seconds": wall_seconds,
+  }
+
+
+def _loss_ratios(replicas, results) -> dict:
+  """Non-saturating over minimax G gradient norms, over replicas equal but for the loss."""
+  firsts, earlies = [], []
+  for r in replicas:
+    if r.config.gan.g_loss != "minimax":
+      continue
+    for q in replicas:
+      same = {k: v for k, v in q.values.items() if k != "gan.g_loss"} == \
+             {k: v for k, v in r.values.items() if k != "gan.g_loss"}
+      if q.config.gan.g_loss == "non_saturating" and same:
+        mm, ns = results[r.name], results[q.name]
+        firsts.append(ns["first_g_grad_norm"] / max(mm["first_g_grad_norm"], 1e-30))
+        earlies.append(ns["early_g_grad_norm"] / max(mm["early_g_grad_norm"], 1e-30))
+  if not firsts:
+    return {}
+  return {"first_g_grad_norm_ratio_ns_over_minimax": float(np.median(firsts)),
+          "early_g_grad_norm_ratio_ns_over_minimax": float(np.median(earlies)),
+          "loss_pairs": len(firsts)}
+
+
+def _write_json(path: str, obj: Any) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2)
+  os.replace(tmp, path)
 
 
 def run_ring_2d(config, workdir: str) -> dict:
-  """Both G losses on the ring; writes results.json, metrics.jsonl, samples.png, curves.png."""
+  """Every replica of ``config.sweep`` on the ring (by default: the two G losses).
+
+  Writes, per replica, ``<workdir>/<replica>/`` with metrics.jsonl, results.json
+  and samples.png; and for the whole sweep results.json, sweep.csv (one row per
+  replica), metrics.jsonl, samples.png and curves.png. Returns the results,
+  keyed by replica name.
+  """
   os.makedirs(workdir, exist_ok=True)
   data = config.data
   means = ring_means(data.num_modes, data.radius)
-  results, all_rows, finals, per_step = {}, [], {}, {}
-  t0 = time.time()
-  for g_loss in config.g_losses:
-    t = time.time()
-    samples, metrics, rows = train_one(config, g_loss)
-    early = slice(0, config.early_steps)
-    stats = mode_statistics(samples, means, data.std, min_share=config.min_share)
-    results[g_loss] = {
-        **stats,
-        "first_g_grad_norm": float(metrics["g_grad_norm"][0]),
-        "early_g_grad_norm": float(np.mean(metrics["g_grad_norm"][early])),
-        "early_d_fake": float(np.mean(metrics["d_fake"][early])),
-        "best_modes_covered": max(r["modes_covered"] for r in rows),
-        "final_d_real": float(np.mean(metrics["d_real"][-config.log_every:])),
-        "final_d_fake": float(np.mean(metrics["d_fake"][-config.log_every:])),
-        "wall_seconds": time.time() - t,
-    }
-    finals[g_loss], per_step[g_loss] = samples, metrics
-    all_rows += rows
-    r = results[g_loss]
-    print(f"{g_loss:>15}: {r['modes_covered']}/{r['num_modes']} modes covered, "
-          f"{100 * r['high_quality_share']:.1f}% of samples within 3 std of a mode; "
-          f"G grad norm at step 1 {r['first_g_grad_norm']:.3g}, mean over the first "
-          f"{config.early_steps} steps {r['early_g_grad_norm']:.3g} "
-          f"(mean D(G(z)) {r['early_d_fake']:.3f}) ({r['wall_seconds']:.0f} s)", flush=True)
-  if len(results) == 2:
-    ratio = (results["non_saturating"]["early_g_grad_norm"] /
-             max(results["minimax"]["early_g_grad_norm"], 1e-30))
-    first = (results["non_saturating"]["first_g_grad_norm"] /
-             max(results["minimax"]["first_g_grad_norm"], 1e-30))
-    results["early_g_grad_norm_ratio_ns_over_minimax"] = ratio
-    results["first_g_grad_norm_ratio_ns_over_minimax"] = first
-    print(f"non-saturating / minimax G gradient norm: {first:.0f}x at step 1, {ratio:.1f}x "
-          f"over the first {config.early_steps} steps", flush=True)
-  results.update(train_steps=config.num_train_steps, early_steps=config.early_steps,
-                 num_eval_samples=config.num_eval_samples, min_share=config.min_share,
-                 wall_seconds=time.time() - t0)
-  with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
-    f.writelines(json.dumps(r) + "\n" for r in all_rows)
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(results, f, indent=2)
+  replicas = sweep.expand(config)
+  groups = sweep.groups(replicas)
+  results, all_rows, finals, per_step, summary = {}, [], {}, {}, []
   real = np.asarray(ring_sampler(data.num_modes, data.radius, data.std)(
       jax.random.key(config.seed + 1), config.num_eval_samples))
+  t0 = time.time()
+  print(f"{len(replicas)} run(s) in {len(groups)} program(s): "
+        f"{', '.join(str(len(g)) for g in groups)} replica(s) each", flush=True)
+  for gi, group in enumerate(groups):
+    t = time.time()
+    outs, _ = train_group([r.config for r in group])
+    wall = time.time() - t
+    for r, (samples, metrics, rows) in zip(group, outs, strict=True):
+      name = r.name or r.config.gan.g_loss
+      res = _replica_results(r.config, samples, metrics, rows, wall / len(group))
+      results[name], finals[name], per_step[name] = res, samples, metrics
+      for row in rows:
+        row["replica"] = name
+      all_rows += rows
+      summary.append({"replica": name, **r.values, "group": gi, "group_size": len(group),
+                      **{k: v for k, v in res.items() if k != "mode_counts"},
+                      "mode_counts": res["mode_counts"]})
+      sub = os.path.join(workdir, name)
+      os.makedirs(sub, exist_ok=True)
+      with open(os.path.join(sub, "metrics.jsonl"), "w") as f:
+        f.writelines(json.dumps(row) + "\n" for row in rows)
+      _write_json(os.path.join(sub, "results.json"), {"values": r.values, **res})
+      visualize.plot_ring(real, {name: samples}, means, data.std, {name: res},
+                          os.path.join(sub, "samples.png"))
+      print(f"{name:>34}: {res['modes_covered']}/{res['num_modes']} modes covered, "
+            f"{100 * res['high_quality_share']:.1f}% of samples within 3 std of a mode; "
+            f"G grad norm at step 1 {res['first_g_grad_norm']:.3g}, mean over the first "
+            f"{config.early_steps} steps {res['early_g_grad_norm']:.3g} "
+            f"(mean D(G(z)) {res['early_d_fake']:.3f})", flush=True)
+    print(f"  program {gi + 1}/{len(groups)}: {len(group)} replica(s), "
+          f"{config.num_train_steps} iterations in {wall:.0f} s", flush=True)
+  ratios = _loss_ratios(replicas, results)
+  if ratios:
+    print(f"non-saturating / minimax G gradient norm (median over {ratios['loss_pairs']} "
+          f"pair(s)): {ratios['first_g_grad_norm_ratio_ns_over_minimax']:.0f}x at step 1, "
+          f"{ratios['early_g_grad_norm_ratio_ns_over_minimax']:.1f}x over the first "
+          f"{config.early_steps} steps", flush=True)
+  results.update(ratios)
+  results.update(train_steps=config.num_train_steps, early_steps=config.early_steps,
+                 num_eval_samples=config.num_eval_samples, min_share=config.min_share,
+                 replicas=len(replicas), programs=len(groups), wall_seconds=time.time() - t0)
+  with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in all_rows)
+  _write_json(os.path.join(workdir, "results.json"), results)
+  sweep.write_summary(os.path.join(workdir, "sweep.csv"), summary)
   visualize.plot_ring(real, finals, means, data.std, results,
                       os.path.join(workdir, "samples.png"))
   visualize.plot_ring_curves(all_rows, per_step, config.early_steps,
                              os.path.join(workdir, "curves.png"))
-  print(f"{os.path.join(workdir, 'samples.png')}, {os.path.join(workdir, 'curves.png')}",
-        flush=True)
+  print(f"{os.path.join(workdir, 'sweep.csv')}, {os.path.join(workdir, 'samples.png')}, "
+        f"{os.path.join(workdir, 'curves.png')}", flush=True)
   return results

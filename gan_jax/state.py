@@ -33,6 +33,11 @@ class GAN:
     latent_dist: ``"uniform"`` (U(-sqrt 3, sqrt 3), unit variance, the paper's) or ``"normal"``.
     g_loss: ``"non_saturating"`` or ``"minimax"`` (see ``gan_jax.losses.generator_loss``).
     real_label: D's target for real data; < 1 is one-sided label smoothing.
+
+  ``g_loss``, ``real_label`` and the optimizers' learning rates may also be traced
+  arrays (``g_loss`` as an index into ``losses.G_LOSS_KINDS``): a spec built inside
+  ``jax.vmap`` for one replica of a sweep (see ``gan_jax.sweep``). Such a spec is
+  not hashable and is never passed to ``jax.jit`` as a static argument.
     k: D updates per G update in the alternating mode (Algorithm 1).
     update_rule: ``"alternating"`` (Algorithm 1: k D steps, then a G step on fresh noise) or
       ``"simultaneous"`` (the authors' MNIST run: both players' gradients from one
@@ -53,7 +58,7 @@ class GAN:
   def __post_init__(self):
     if self.latent_dist not in LATENT_DISTS:
       raise ValueError(f"GAN.latent_dist is {self.latent_dist!r}; use one of {LATENT_DISTS}.")
-    if self.g_loss not in losses.G_LOSS_KINDS:
+    if isinstance(self.g_loss, str) and self.g_loss not in losses.G_LOSS_KINDS:
       raise ValueError(f"GAN.g_loss is {self.g_loss!r}; use one of {losses.G_LOSS_KINDS}.")
     if self.update_rule not in UPDATES:
       raise ValueError(f"GAN.update_rule is {self.update_rule!r}; use one of {UPDATES}.")
@@ -62,7 +67,7 @@ class GAN:
     if self.update_rule == "simultaneous" and self.k != 1:
       raise ValueError(f"GAN.k is {self.k} but update_rule='simultaneous' uses one minibatch "
                        "per iteration; set k=1 or use update_rule='alternating'.")
-    if not 0.0 < self.real_label <= 1.0:
+    if not isinstance(self.real_label, jax.Array) and not 0.0 < self.real_label <= 1.0:
       raise ValueError(f"GAN.real_label is {self.real_label}; it must lie in (0, 1].")
     if self.latent_dim < 1:
       raise ValueError(f"GAN.latent_dim is {self.latent_dim}; it must be >= 1.")

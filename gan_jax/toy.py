@@ -46,11 +46,14 @@ def affine_generator_density(g_params: dict, x: np.ndarray) -> np.ndarray:
   return gaussian_pdf(x, b, abs(a))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 2), static_argnames=("num_steps", "batch_size"))
-def train_discriminator(gan: GAN, state: GANState, sample_real: Callable[[jax.Array, int], jax.Array],
-                        key: jax.Array, *, num_steps: int, batch_size: int
-                        ) -> tuple[GANState, jax.Array]:
-  """``num_steps`` D updates with G held fixed (Proposition 1's setting); returns D's losses."""
+def discriminator_steps(gan: GAN, state: GANState,
+                        sample_real: Callable[[jax.Array, int], jax.Array], key: jax.Array, *,
+                        num_steps: int, batch_size: int) -> tuple[GANState, jax.Array]:
+  """``num_steps`` D updates with G held fixed (Proposition 1's setting); returns D's losses.
+
+  Not jitted (so that it can run under ``jax.vmap`` with a replica's traced spec);
+  ``train_discriminator`` is its compiled form.
+  """
 
   def body(state, i):
     k = jax.random.fold_in(key, i)
@@ -59,6 +62,10 @@ def train_discriminator(gan: GAN, state: GANState, sample_real: Callable[[jax.Ar
     return state, metrics["d_loss"]
 
   return lax.scan(body, state, jnp.arange(num_steps))
+
+
+train_discriminator = jax.jit(discriminator_steps, static_argnums=(0, 2),
+                              static_argnames=("num_steps", "batch_size"))
 
 
 @functools.partial(jax.jit, static_argnums=0)

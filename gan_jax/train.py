@@ -150,7 +150,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
 
   Resumes from the newest checkpoint in ``workdir`` when there is one.
   """
-  devices = jax.local_devices() if config.parallel != "none" else jax.local_devices()[:1]
+  if config.parallel == "none" and jax.process_count() > 1:
+    raise UserError(f"config.parallel='none' trains on one device, but this is a run of "
+                    f"{jax.process_count()} processes; use 'pmap' or 'shard_map' to span them.")
+  # pmap/shard_map span the devices of every process; each process feeds its local ones.
+  devices = jax.devices() if config.parallel != "none" else jax.local_devices()[:1]
   validate_config(config, len(devices))
   try:
     os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
@@ -190,8 +194,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   t_start = time.time()
   if _is_main():
     epochs = total * gan.real_batches_per_step / batches_per_epoch
-    print(f"Training {total} iterations ({epochs:.1f} epochs) from step {start}: global batch {config.batch_size} on {len(devices)} "
-          f"{devices[0].platform} device(s), {chunk} iterations per compiled call.", flush=True)
+    hosts = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
+    print(f"Training {total} iterations ({epochs:.1f} epochs) from step {start}: global batch "
+          f"{config.batch_size} on {len(devices)} {devices[0].platform} device(s){hosts}, "
+          f"{chunk} iterations per compiled call.", flush=True)
   while step < total:
     if total - step < chunk:  # a final partial chunk compiles once more
       loop = TrainLoop(gan, source, global_batch=config.batch_size, steps_per_call=total - step,

@@ -146,9 +146,13 @@ def plot_ring(real: np.ndarray, samples: dict[str, np.ndarray], means: np.ndarra
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
   panels = [("data", real, None)] + [(k, v, results[k]) for k, v in samples.items()]
-  fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.7), squeeze=False)
+  cols = min(len(panels), 6)
+  rows = -(-len(panels) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.7 * rows), squeeze=False)
+  for ax in axes.flat[len(panels):]:
+    ax.axis("off")
   lim = 1.35 * float(np.abs(means).max())
-  for ax, (name, pts, res) in zip(axes[0], panels, strict=True):
+  for ax, (name, pts, res) in zip(axes.flat[:len(panels)], panels, strict=True):
     ax.scatter(pts[:, 0], pts[:, 1], s=1, alpha=0.3, color="tab:blue" if res else "k")
     for m in means:
       ax.add_patch(plt.Circle(m, 3 * std, fill=False, color="tab:red", lw=0.8))
@@ -156,7 +160,7 @@ def plot_ring(real: np.ndarray, samples: dict[str, np.ndarray], means: np.ndarra
     ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
     title = name if res is None else (
-        f"{name}: {res['modes_covered']}/{res['num_modes']} modes, "
+        f"{name}\n{res['modes_covered']}/{res['num_modes']} modes, "
         f"{100 * res['high_quality_share']:.0f}% in 3σ")
     ax.set_title(title, fontsize=9)
   _save(fig, path)
@@ -164,7 +168,7 @@ def plot_ring(real: np.ndarray, samples: dict[str, np.ndarray], means: np.ndarra
 
 def plot_ring_curves(rows: Sequence[dict], per_step: dict[str, dict], early_steps: int,
                      path: str) -> None:
-  """G's gradient norm per step (first steps and whole run) and modes covered, per G loss."""
+  """G's gradient norm per step (first steps and whole run) and modes covered, per replica."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -174,12 +178,13 @@ def plot_ring_curves(rows: Sequence[dict], per_step: dict[str, dict], early_step
     g = np.asarray(m["g_grad_norm"])
     ax1.semilogy(np.arange(1, min(early_steps, len(g)) + 1), g[:early_steps], label=name)
     ax2.semilogy(np.arange(1, len(g) + 1), g, lw=0.5, label=name)
-    pts = [(r["step"], r["modes_covered"]) for r in rows if r["g_loss_kind"] == name]
+    pts = [(r["step"], r["modes_covered"]) for r in rows if r["replica"] == name]
     ax3.plot(*zip(*pts, strict=True), marker="o", ms=2, label=name)
   ax1.set_title(f"G gradient norm, first {early_steps} steps", fontsize=10)
   ax2.set_title("G gradient norm, whole run", fontsize=10)
   ax3.set_title("modes covered", fontsize=10)
   for ax in (ax1, ax2, ax3):
     ax.set_xlabel("iteration")
-    ax.legend(fontsize=8)
+    if len(per_step) <= 8:
+      ax.legend(fontsize=7)
   _save(fig, path)

@@ -53,18 +53,29 @@ needs_mnist = pytest.mark.skipif(not os.path.isdir(MNIST_DIR),
                                  reason=f"the MNIST files are expected in {MNIST_DIR}")
 
 
+def _shared_dir(tmp_path_factory, request, name: str) -> str:
+  """A directory for the whole test run: per session, or shared by pytest-xdist's workers."""
+  if not hasattr(request.config, "workerinput"):  # not an xdist worker
+    return str(tmp_path_factory.mktemp(name))
+  path = tmp_path_factory.getbasetemp().parent / name  # the run's root, above gw0, gw1, ...
+  path.mkdir(exist_ok=True)
+  return str(path)
+
+
 @pytest.fixture(scope="session")
-def tfds_dir(tmp_path_factory):
-  """One TFDS data_dir for the session: MNIST is prepared from MNIST_DIR once."""
-  return str(tmp_path_factory.mktemp("tfds"))
+def tfds_dir(tmp_path_factory, request):
+  """One TFDS data_dir for the test run: MNIST is prepared from MNIST_DIR once."""
+  return _shared_dir(tmp_path_factory, request, "tfds")
 
 
 @pytest.fixture(scope="session")
 def mnist(tfds_dir):
   if not os.path.isdir(MNIST_DIR):
     pytest.skip(f"the MNIST files are expected in {MNIST_DIR}")
+  import filelock  # pylint: disable=import-outside-toplevel
   from gan_jax import data  # pylint: disable=import-outside-toplevel
-  return data.load_mnist(manual_dir=MNIST_DIR, data_dir=tfds_dir)
+  with filelock.FileLock(os.path.join(tfds_dir, ".prepare.lock")):  # one worker prepares
+    return data.load_mnist(manual_dir=MNIST_DIR, data_dir=tfds_dir)
 
 
 @pytest.fixture(scope="session")

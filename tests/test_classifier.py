@@ -12,6 +12,9 @@ from conftest import assert_trees_equal
 from gan_jax.errors import UserError
 from gan_jax.evaluation import classifier, metrics
 
+# With pytest-xdist: on the same worker as test_launch, which uses the same trained classifier.
+pytestmark = pytest.mark.xdist_group("mnist_classifier")
+
 
 def test_classifier_reaches_99_percent_and_records_it(mnist, mnist_classifier):
   clf, cache = mnist_classifier

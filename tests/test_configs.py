@@ -9,14 +9,13 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks.common import load_config  # noqa: E402
 
-from gan_jax import build, ring, toy  # noqa: E402
+from gan_jax import build, ring, sweep, toy  # noqa: E402
 
 CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "experiments").glob("*.py"))
 KEYS = ["seed", "num_train_steps", "batch_size", "log_every", "model", "optimizer", "gan"]
 GAN_KEYS = ["eval_every", "checkpoint_every", "data.name", "data.manual_dir", "evaluation.parzen",
             "evaluation.classifier_metrics"]
-TOYS = {"gaussian_1d": toy.make_affine_gan,
-        "ring_2d": lambda c: ring.make_gan(c, "non_saturating")}
+TOYS = {"gaussian_1d": toy.make_affine_gan, "ring_2d": ring.make_gan}
 
 
 def lookup(config, dotted):
@@ -42,6 +41,8 @@ def test_config_keys_and_spec(path, arg):
   else:
     gan = TOYS[experiment](config)
   assert gan.latent_dim == config.model.latent_dim
+  for replica in sweep.expand(config):  # every swept value fits its field
+    assert replica.config.get("sweep", "") == ""
   if arg == "smoke":
     assert config.num_train_steps <= 500
 

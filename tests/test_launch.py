@@ -6,16 +6,16 @@ import pathlib
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
-from conftest import MNIST_DIR, assert_trees_close, needs_mnist
+from conftest import MNIST_DIR, needs_mnist
 from PIL import Image
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SMOKE = "experiments/mnist.py:smoke"
 
-pytestmark = needs_mnist
+# With pytest-xdist: on the same worker as test_classifier, sharing its trained classifier.
+pytestmark = [needs_mnist, pytest.mark.xdist_group("mnist_classifier")]
 
 
 def launch(*args, timeout=900):
@@ -108,46 +108,6 @@ def test_smoke_run_writes_every_artifact(smoke_run, tfds_dir, classifier_dir):
   progress = [l for l in result.stdout.splitlines() if l.startswith("step ")]
   assert len(progress) == 4 and "it/s" in progress[0] and "ETA" in progress[0]
   assert "D(G(z))" in progress[-1]
-
-
-def test_checkpoint_holds_the_runs_final_state(smoke_run, tfds_dir, classifier_dir, mnist):
-  """The checkpoint equals an independent in-process run of the same config and seed."""
-  from gan_jax import build, checkpoint, models, train  # pylint: disable=import-outside-toplevel
-  import gan_jax  # pylint: disable=import-outside-toplevel
-
-  workdir, _ = smoke_run
-  config = smoke_config(tfds_dir, classifier_dir)
-  ds = mnist
-  assert ds.train.shape == (50_000, 784) and ds.validation.shape == (10_000, 784)
-  assert ds.test.shape == (10_000, 784) and ds.train.dtype == np.uint8
-  gan = build.make_gan(config, data_dim=784, batches_per_epoch=500)
-  root = jax.random.key(config.seed)
-  state = gan_jax.init_state(gan, jax.random.fold_in(root, 0), ds.train[:1],
-                             g_output_bias=models.marginal_output_bias(ds.train.mean(0) / 255))
-  restored = checkpoint.restore_latest(workdir, state)
-  assert int(restored.step) == 100
-
-  loop = gan_jax.TrainLoop(gan, gan_jax.ArraySource(50_000), global_batch=100,
-                           steps_per_call=train.chunk_length(config), parallel="pmap")
-  dstate, ddata = loop.put_state(state), loop.put_data(ds.train)
-  for _ in range(100 // loop.steps_per_call):
-    dstate, _ = loop(dstate, ddata, jax.random.fold_in(root, 1))
-  assert_trees_close(jax.device_get(restored), jax.device_get(loop.get_state(dstate)),
-                     rtol=1e-5, atol=1e-7)
-
-
-def test_launching_the_same_workdir_again_resumes(smoke_run, tfds_dir, classifier_dir):
-  workdir, _ = smoke_run
-  # Scoring is not what this test is about: it is off for the resumed part.
-  result = launch(f"--config={SMOKE}", f"--workdir={workdir}", "--config.num_train_steps=150",
-                  "--config.evaluation.parzen=False", "--config.evaluation.classifier_metrics=False",
-                  *data_flags(tfds_dir, classifier_dir))
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "Resuming from the checkpoint at step 100" in result.stdout
-  steps = [r["step"] for r in read_metrics(workdir)]
-  assert steps == [25, 50, 75, 100, 125, 150]  # first new row: 125; none repeated
-  first_new = [l for l in result.stdout.splitlines() if l.startswith("step ")][0]
-  assert first_new.startswith("step 125/150")
 
 
 def test_eval_mode_scores_the_latest_checkpoint(smoke_run, tfds_dir, classifier_dir, tmp_path):

@@ -1,5 +1,6 @@
 """The 2-D ring experiment: its mode statistics, and the minimax loss's early saturation."""
 
+import csv
 import json
 import pathlib
 import subprocess
@@ -47,18 +48,29 @@ def test_minimax_loss_saturates_where_the_non_saturating_one_does_not(tmp_path):
   """After D learns to reject the initial G, minimax G gradients start far smaller."""
   config = load_config("experiments/ring_2d.py", "smoke")
   res = ring.run_ring_2d(config, str(tmp_path))
-  mm, ns = res["minimax"], res["non_saturating"]
+  mm, ns = res["g_loss=minimax"], res["g_loss=non_saturating"]
   assert mm["early_d_fake"] < 0.5  # D rejects G's samples at the start
   assert res["first_g_grad_norm_ratio_ns_over_minimax"] > 20
   assert ns["early_g_grad_norm"] > mm["early_g_grad_norm"]
   for r in (mm, ns):
     assert 0 <= r["modes_covered"] <= 8 and 0 <= r["high_quality_share"] <= 1
-  assert json.loads((tmp_path / "results.json").read_text())["minimax"] == mm
+  assert json.loads((tmp_path / "results.json").read_text())["g_loss=minimax"] == mm
   rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert {r["g_loss_kind"] for r in rows} == {"minimax", "non_saturating"}
-  for name in ("samples.png", "curves.png"):
+  for name in ("samples.png", "curves.png", "g_loss=minimax/samples.png"):
     with Image.open(tmp_path / name) as img:
       assert img.format == "PNG" and img.size[0] > 600
+  # One row per replica in sweep.csv, and each replica's own metrics.
+  with open(tmp_path / "sweep.csv") as f:
+    summary = list(csv.DictReader(f))
+  assert [r["replica"] for r in summary] == ["g_loss=minimax", "g_loss=non_saturating"]
+  assert [r["gan.g_loss"] for r in summary] == ["minimax", "non_saturating"]
+  assert int(summary[0]["modes_covered"]) == mm["modes_covered"]
+  assert float(summary[1]["first_g_grad_norm"]) == pytest.approx(ns["first_g_grad_norm"])
+  own = [json.loads(l) for l in
+         (tmp_path / "g_loss=non_saturating" / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in own] == [50, 100] and {r["replica"] for r in own} == {
+      "g_loss=non_saturating"}
 
 
 def test_launch_refuses_eval_mode_for_toys_and_unknown_experiments(tmp_path):

@@ -1,0 +1,183 @@
+"""gan_jax against eager PyTorch on the paper's MNIST model and update, in one run.
+
+  python benchmarks/vs_pytorch.py [--iterations 100] [--rounds 5] [--threads N]
+
+Both sides run exactly the authors' MNIST GAN (experiments/mnist.py): G 100 ->
+1200 ReLU -> 1200 ReLU -> 784 sigmoid; D maxout 240x5 -> maxout 240x5 -> 1 with
+dropout (keep 0.8 on pixels, 0.5 on hidden units); uniform noise; the
+simultaneous update (both players' gradients from one minibatch and the same
+samples); batch 100; SGD with pylearn2-style momentum and the decaying learning
+rate. Minibatches are drawn on the device from a synthetic uint8 training set
+of MNIST's shape on both sides (pixel values do not change the work).
+
+PyTorch is timed in its usual eager form: a Python loop calling the modules,
+autograd and the optimizer each iteration. gan_jax is timed as a user runs it:
+the lax.scan loop (TrainLoop), ``iterations`` iterations per compiled call, in
+float32 and in its bfloat16 compute mode. The rounds are interleaved so that
+drifts in machine load hit every row alike; the table shows medians.
+
+Needs torch (`pip install torch`); without it the script says so and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+import gan_jax  # noqa: E402
+from benchmarks import common  # noqa: E402
+from gan_jax import build  # noqa: E402
+
+N_TRAIN, DATA_DIM = 50_000, 784
+
+
+def torch_runner(torch, config, data: np.ndarray, iterations: int):
+  """The paper's GAN as an eager PyTorch loop; returns a call running ``iterations``."""
+  nn = torch.nn
+  g_cfg, d_cfg = config.model.generator, config.model.discriminator
+  opt, batch, latent = config.optimizer, config.batch_size, config.model.latent_dim
+  torch.manual_seed(0)
+
+  def uniform_(module, scale):
+    for p in module.parameters():
+      if p.dim() > 1:
+        nn.init.uniform_(p, -scale, scale)
+      else:
+        nn.init.zeros_(p)
+    return module
+
+  class Maxout(nn.Module):
+    def __init__(self, fan_in, units, pieces):
+      super().__init__()
+      self.linear, self.units, self.pieces = nn.Linear(fan_in, units * pieces), units, pieces
+
+    def forward(self, x):
+      z = self.linear(x)  # [B, pieces * units], piece-major like gan_jax
+      return z.view(-1, self.pieces, self.units).amax(dim=1)
+
+  widths = list(g_cfg.hidden)
+  g_layers, fan_in = [], latent
+  for w in widths:
+    g_layers += [nn.Linear(fan_in, w), nn.ReLU()]
+    fan_in = w
+  g = uniform_(nn.Sequential(*g_layers, nn.Linear(fan_in, DATA_DIM), nn.Sigmoid()),
+               g_cfg.init_scale)
+  d_layers, fan_in = [nn.Dropout(1 - d_cfg.input_keep)], DATA_DIM
+  for i, w in enumerate(d_cfg.hidden):
+    if i:
+      d_layers.append(nn.Dropout(1 - d_cfg.hidden_keep))
+    d_layers.append(Maxout(fan_in, w, d_cfg.pieces))
+    fan_in = w
+  d = uniform_(nn.Sequential(*d_layers, nn.Dropout(1 - d_cfg.hidden_keep),
+                             nn.Linear(fan_in, 1)), d_cfg.init_scale)
+  g.train()
+  d.train()
+  g_params, d_params = list(g.parameters()), list(d.parameters())
+  velocity = [torch.zeros_like(p) for p in g_params + d_params]
+  x_all = torch.from_numpy(data)  # uint8 [N, 784]
+  r = float(np.sqrt(3.0))
+  bce = nn.functional.binary_cross_entropy_with_logits
+  state = {"t": 0}
+
+  def one_iteration():
+    t = state["t"]
+    idx = torch.randint(0, N_TRAIN, (batch,))
+    real = x_all[idx].float().mul_(1.0 / 255.0)
+    z = torch.empty(batch, latent).uniform_(-r, r)
+    fake = g(z)
+    real_logits, fake_logits = d(real).squeeze(1), d(fake).squeeze(1)
+    ones, zeros = torch.ones(batch), torch.zeros(batch)
+    d_loss = 0.5 * (bce(real_logits, ones) + bce(fake_logits, zeros))
+    g_loss = bce(fake_logits, ones)  # non-saturating
+    d_grads = torch.autograd.grad(d_loss, d_params, retain_graph=True)
+    g_grads = torch.autograd.grad(g_loss, g_params)
+    lr = max(opt.learning_rate / opt.decay_factor**t, opt.min_learning_rate)
+    epoch = t // (N_TRAIN // batch)
+    frac = min(max((epoch - opt.momentum_start_epoch) /
+                   max(opt.momentum_saturate_epoch - opt.momentum_start_epoch, 1), 0.0), 1.0)
+    momentum = opt.init_momentum + (opt.final_momentum - opt.init_momentum) * frac
+    with torch.no_grad():
+      for p, grad, v in zip(g_params + d_params, g_grads + d_grads, velocity, strict=True):
+        v.mul_(momentum).add_(grad, alpha=-lr)
+        p.add_(v)
+    state["t"] = t + 1
+    return d_loss
+
+  def call():
+    loss = None
+    for _ in range(iterations):
+      loss = one_iteration()
+    return float(loss)  # waits for the last iteration
+
+  return call
+
+
+def jax_runner(config, data: np.ndarray, iterations: int):
+  gan = build.make_gan(config, data_dim=DATA_DIM, batches_per_epoch=N_TRAIN // config.batch_size)
+  tl = gan_jax.TrainLoop(gan, gan_jax.ArraySource(N_TRAIN), global_batch=config.batch_size,
+                         steps_per_call=iterations, parallel="none")
+  ddata = tl.put_data(data)
+  box = [tl.put_state(gan_jax.init_state(gan, jax.random.key(0), data[:1]))]
+
+  def call():
+    box[0], metrics = tl(box[0], ddata, jax.random.key(1))
+    return float(metrics["d_loss"][-1])
+
+  return call
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--iterations", type=int, default=100, help="iterations per timed call")
+  parser.add_argument("--rounds", type=int, default=5)
+  parser.add_argument("--threads", type=int, default=0,
+                      help="torch.set_num_threads (0: PyTorch's default, one per core)")
+  args = parser.parse_args()
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    print("PyTorch is not installed here, so there is nothing to compare with; "
+          "`pip install torch` and run this again.")
+    return
+  if args.threads:
+    torch.set_num_threads(args.threads)
+
+  config = common.load_config("experiments/mnist.py")
+  bf16 = common.load_config("experiments/mnist.py")
+  bf16.model.dtype = "bfloat16"
+  data = np.random.RandomState(0).randint(0, 256, (N_TRAIN, DATA_DIM)).astype(np.uint8)
+  n = args.iterations
+  runners = {
+      "PyTorch eager (float32)": torch_runner(torch, config, data, n),
+      "gan_jax lax.scan loop (float32)": jax_runner(config, data, n),
+      "gan_jax lax.scan loop (bfloat16 compute)": jax_runner(bf16, data, n),
+  }
+  for call in runners.values():  # compile / warm up, and check the losses are finite
+    assert np.isfinite(call())
+  times = {k: [] for k in runners}
+  for _ in range(args.rounds):
+    for k, call in runners.items():
+      t0 = time.perf_counter()
+      call()
+      times[k].append(time.perf_counter() - t0)
+  rates = {k: n / statistics.median(v) for k, v in times.items()}
+  base = rates["PyTorch eager (float32)"]
+  print(f"# the paper's MNIST GAN, batch {config.batch_size}, simultaneous update; "
+        f"{os.cpu_count()} CPU cores, torch {torch.__version__} ({torch.get_num_threads()} "
+        f"threads), jax {jax.__version__}; median of {args.rounds} interleaved rounds of "
+        f"{n} iterations")
+  common.print_table(["implementation", "iterations/s", "ms/iteration", "vs PyTorch"],
+                     [[k, f"{r:.1f}", f"{1e3 / r:.1f}", f"{r / base:.2f}x"]
+                      for k, r in rates.items()])
+
+
+if __name__ == "__main__":
+  main()

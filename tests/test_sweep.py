@@ -1,0 +1,103 @@
+"""Sweeps: the spec, the grouping into vmapped programs, and replicas equal to lone runs."""
+
+import pathlib
+import sys
+
+import jax
+import numpy as np
+import pytest
+from conftest import assert_trees_close
+
+from gan_jax import ring, sweep
+from gan_jax.errors import UserError
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from benchmarks.common import load_config  # noqa: E402
+
+
+def ring_config(**changes):
+  config = load_config("experiments/ring_2d.py", "smoke")
+  config.sweep = ""
+  config.num_train_steps, config.log_every, config.early_steps = 20, 10, 10
+  config.d_warmup_steps, config.num_eval_samples, config.batch_size = 0, 200, 32
+  config.model.generator.hidden = config.model.discriminator.hidden = (16, 16)
+  for key, value in changes.items():
+    *path, leaf = key.split(".")
+    section = config
+    for p in path:
+      section = section[p]
+    section[leaf] = value
+  return config
+
+
+def test_spec_expands_to_the_product_with_typed_values():
+  config = ring_config(sweep="seed=0:3 optimizer.learning_rate=1e-3,2e-3 gan.g_loss=minimax")
+  replicas = sweep.expand(config)
+  assert len(replicas) == 6
+  assert replicas[1].name == "seed=0,learning_rate=0.002,g_loss=minimax"
+  assert replicas[5].values == {"seed": 2, "optimizer.learning_rate": 0.002,
+                                "gan.g_loss": "minimax"}
+  c = replicas[5].config
+  assert (c.seed, c.optimizer.learning_rate, c.gan.g_loss, c.sweep) == (2, 0.002, "minimax", "")
+  assert isinstance(sweep.expand(ring_config(sweep="optimizer.learning_rate=1"))[0]
+                    .config.optimizer.learning_rate, float)
+  # No sweep: one replica, the config itself.
+  (only,) = sweep.expand(ring_config())
+  assert only.name == "" and only.config.seed == config.seed
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("gan.g_los=minimax", "which this config does not have"),
+    ("seed=a,b", "holds a int"),
+    ("seed", "write each axis as"),
+    ("seed=1 seed=2", "names seed twice"),
+])
+def test_bad_sweep_specs_are_refused_by_name(spec, message):
+  with pytest.raises(UserError, match=message):
+    sweep.expand(ring_config(sweep=spec))
+
+
+def test_replicas_that_change_shapes_get_programs_of_their_own():
+  config = ring_config(sweep="model.generator.hidden=(16,16),(8,) seed=0,1 "
+                             "gan.real_label=1.0,0.9")
+  groups = sweep.groups(sweep.expand(config))
+  assert [len(g) for g in groups] == [4, 4]
+  assert {r.config.model.generator.hidden for r in groups[1]} == {(8,)}
+  assert sweep.groups(sweep.expand(ring_config(sweep="gan.k=1,2")))[1][0].config.gan.k == 2
+
+
+def test_a_vmapped_sweep_trains_each_replica_as_it_would_train_alone():
+  """Two replicas differing in seed, G loss, learning rate and label smoothing."""
+  a = ring_config(seed=0, **{"gan.g_loss": "minimax"})
+  b = ring_config(seed=1, **{"gan.g_loss": "non_saturating", "optimizer.learning_rate": 3e-3,
+                             "gan.real_label": 0.9})
+  outs, states = ring.train_group([a, b])
+  for config, out, state in zip((a, b), outs, states, strict=True):
+    (alone_out,), (alone,) = ring.train_group([config])
+    assert int(state.step) == int(alone.step) == 20
+    assert_trees_close(state.g_params, alone.g_params, rtol=2e-4, atol=2e-6)
+    assert_trees_close(state.d_params, alone.d_params, rtol=2e-4, atol=2e-6)
+    np.testing.assert_allclose(out[1]["g_loss"], alone_out[1]["g_loss"], rtol=2e-4, atol=1e-6)
+  # And the two replicas did train differently.
+  diff = jax.tree.map(lambda x, y: float(np.max(np.abs(x - y))), states[0].g_params,
+                      states[1].g_params)
+  assert max(jax.tree.leaves(diff)) > 1e-2
+
+
+def test_bfloat16_compute_trains_without_nan_and_keeps_float32_parameters():
+  config = ring_config(**{"model.dtype": "bfloat16", "num_train_steps": 300,
+                          "log_every": 150})
+  config.model.generator.hidden = config.model.discriminator.hidden = (32, 32)
+  (out,), (state,) = ring.train_group([config])
+  samples, metrics, rows = out
+  for name, values in metrics.items():
+    assert values.shape == (300,) and values.dtype == np.float32, name
+    assert np.all(np.isfinite(values)), name
+  leaves = jax.tree.leaves((state.g_params, state.d_params, state.g_opt_state,
+                            state.d_opt_state))
+  assert all(x.dtype in (np.float32, np.int32) for x in leaves if hasattr(x, "dtype"))
+  assert np.all(np.isfinite(samples)) and samples.dtype == np.float32
+  assert all(np.isfinite(r["d_loss"]) for r in rows)
+  # D learnt something: its loss left log 2 (chance) in the course of training.
+  assert abs(metrics["d_loss"][-50:].mean() - np.log(2)) > 0.01
