@@ -73,7 +73,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   # Imported here so that --help and flag errors come back without loading JAX or TF.
-  from gan_jax import distributed, evaluate, ring, toy, train  # pylint: disable=import-outside-toplevel
+  from gan_jax import distributed, evaluate, ring, sweep, toy, train  # pylint: disable=import-outside-toplevel
   from gan_jax.errors import UserError  # pylint: disable=import-outside-toplevel
 
   toys = {"gaussian_1d": toy.run_gaussian_1d, "ring_2d": ring.run_ring_2d}
@@ -99,7 +99,10 @@ def main(argv):
       raise UserError(f"config.experiment is {experiment!r}; use 'gan' (the default) or one of "
                       f"{', '.join(map(repr, toys))}.")
     elif _MODE.value == "eval":
-      evaluate.evaluate_checkpoint(config, workdir)
+      for replica in sweep.expand(config):  # one, in the workdir itself, without a sweep
+        evaluate.evaluate_checkpoint(replica.config, os.path.join(workdir, replica.name))
+    elif config.get("sweep"):
+      train.train_sweep(config, workdir)
     else:
       train.train_and_evaluate(config, workdir)
   except UserError as e:

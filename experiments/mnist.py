@@ -33,6 +33,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.keep_every = 50_000  # ... plus every one at a multiple of this step
   config.steps_per_call = 500  # iterations per compiled call (a lax.scan chunk)
   config.parallel = "pmap"  # "pmap" | "shard_map" | "none"
+  # e.g. "seed=0:4 optimizer.learning_rate=0.1,0.05": runs one after another, each in
+  # <workdir>/<replica>, with one row per run in <workdir>/sweep.csv (see gan_jax/sweep.py).
+  config.sweep = ""
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "mnist"

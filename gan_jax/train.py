@@ -246,3 +246,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
           flush=True)
   return final
 
+
+
+def train_sweep(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
+  """Every replica of ``config.sweep``, one after another, each in ``<workdir>/<replica>``.
+
+  Each replica is a whole run (its own checkpoints, metrics, samples and
+  evaluation), so launching the same workdir again resumes the unfinished ones
+  and passes over the finished. ``<workdir>/sweep.csv`` gets one row per finished
+  replica: its swept values and its final metrics row.
+  """
+  from gan_jax import sweep  # pylint: disable=import-outside-toplevel
+  replicas = sweep.expand(config)
+  if _is_main():
+    os.makedirs(workdir, exist_ok=True)
+    print(f"Sweep of {len(replicas)} runs, one after another: "
+          f"{', '.join(r.name for r in replicas)}", flush=True)
+  rows = []
+  for i, replica in enumerate(replicas):
+    sub = os.path.join(workdir, replica.name)
+    if _is_main():
+      print(f"[{i + 1}/{len(replicas)}] {replica.name} -> {sub}", flush=True)
+    train_and_evaluate(replica.config, sub)
+    if _is_main():
+      with open(os.path.join(sub, "metrics.jsonl")) as f:
+        final = [json.loads(line) for line in f if line.strip()][-1]
+      rows.append({"replica": replica.name, **replica.values,
+                   **{k: v for k, v in final.items() if not isinstance(v, (list, dict))}})
+      sweep.write_summary(os.path.join(workdir, "sweep.csv"), rows)
+  return rows

@@ -117,3 +117,27 @@ def test_two_processes_train_like_one(tmp_path, tfds_dir, mnist):
   with open(os.path.join(multi, "metrics.jsonl")) as f:
     steps = [json.loads(line)["step"] for line in f if line.strip()]
   assert steps == [10, 20, 30, 40]  # the resumed run's rows follow the first run's, none repeated
+
+
+def test_a_sweep_that_changes_shapes_runs_each_replica_in_its_own_workdir(tmp_path, tfds_dir,
+                                                                         mnist):
+  del mnist  # prepared in tfds_dir
+  config = make_config(tfds_dir, 10)
+  config.steps_per_call = config.log_every = config.eval_every = config.checkpoint_every = 10
+  config.sweep = "model.generator.hidden=(16,),(8,) seed=3"
+  rows = train.train_sweep(config, str(tmp_path))
+  names = ["hidden=16,seed=3", "hidden=8,seed=3"]
+  assert [r["replica"] for r in rows] == names
+  with open(tmp_path / "sweep.csv") as f:
+    lines = f.read().splitlines()
+  assert lines[0].startswith("replica,model.generator.hidden,seed,step,")
+  assert len(lines) == 3 and lines[1].startswith('"hidden=16,seed=3","(16,)",3,10,')
+  for name, width in zip(names, (16, 8), strict=True):
+    ckpt = checkpoint.Checkpointer(str(tmp_path / name))
+    try:
+      assert ckpt.all_steps() == [10]
+    finally:
+      ckpt.close()
+    with open(tmp_path / name / "config.json") as f:
+      saved = json.load(f)
+    assert saved["model"]["generator"]["hidden"] == [width] and saved["seed"] == 3
