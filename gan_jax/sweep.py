@@ -197,10 +197,8 @@ def hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
 def stacked_hparams(configs: Sequence[ml_collections.ConfigDict]) -> dict[str, jax.Array]:
   """``hparams`` of each config, stacked into ``[R]`` arrays."""
   rows = [hparams(c) for c in configs]
-  return {"d_learning_rate": jnp.asarray([r["d_learning_rate"] for r in rows], jnp.float32),
-          "g_learning_rate": jnp.asarray([r["g_learning_rate"] for r in rows], jnp.float32),
-          "real_label": jnp.asarray([r["real_label"] for r in rows], jnp.float32),
-          "g_loss": jnp.asarray([r["g_loss"] for r in rows], jnp.int32)}
+  return {k: jnp.asarray([r[k] for r in rows], jnp.int32 if k == "g_loss" else jnp.float32)
+          for k in rows[0]}
 
 
 def stack(trees: Sequence[Any]) -> Any:
