@@ -33,6 +33,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.keep_every = 50_000  # ... plus every one at a multiple of this step
   config.steps_per_call = 500  # iterations per compiled call (a lax.scan chunk)
   config.parallel = "pmap"  # "pmap" | "shard_map" | "none"
+  # A NaN/inf loss or gradient norm stops the run ("stop"), or restores the newest good
+  # checkpoint and continues with a new random key, at most max_rollbacks times ("rollback").
+  config.on_divergence = "stop"
+  config.max_rollbacks = 3
   # e.g. "seed=0:4 optimizer.learning_rate=0.1,0.05": runs one after another, each in
   # <workdir>/<replica>, with one row per run in <workdir>/sweep.csv (see gan_jax/sweep.py).
   config.sweep = ""
@@ -43,6 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.data_dir = ""  # TFDS data_dir ("" = TFDS_DATA_DIR or ~/tensorflow_datasets)
 
   config.model = ml_collections.ConfigDict()
+  config.model.name = "mlp_maxout"  # MLP generator, maxout discriminator (the paper's)
   config.model.latent_dim = 100
   config.model.latent_dist = "uniform"
   config.model.dtype = "float32"

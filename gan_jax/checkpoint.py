@@ -1,8 +1,16 @@
-"""Orbax checkpoints of the full GANState.
+"""Orbax checkpoints of the full GANState, verified on restore.
 
-Orbax writes each checkpoint into a temporary directory and renames it into
-place when complete, so an interrupted write never leaves a checkpoint that
-``latest_step`` takes as good.
+Atomic: orbax writes each checkpoint into a temporary directory and renames it
+into place when complete, so a write interrupted at any point (even by
+``kill -9``) never leaves a directory that ``latest_step`` takes as a
+checkpoint; leftover temporary directories are removed when the next run opens
+the workdir.
+
+Verified: each checkpoint records the SHA-256 of its arrays (and the run's
+config) in its metadata. ``restore_latest_valid`` restores the newest
+checkpoint whose arrays read back with that digest; a damaged one (truncated,
+altered, unreadable) is reported, moved to ``<workdir>/damaged_checkpoints``
+and the one before it is used.
 
 States are saved and restored as host (NumPy) arrays. In a multi-process run
 every process calls ``save`` and ``restore`` with the same (replicated) state;
@@ -11,13 +19,55 @@ orbax writes the arrays from process 0 only and every process reads them back.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
+from typing import Any, Callable
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from gan_jax.errors import UserError
 from gan_jax.state import GANState
+
+
+TMP_MARKER = ".orbax-checkpoint-tmp"  # in the name of a checkpoint being written
+
+
+class DamagedCheckpoint(Exception):
+  """A checkpoint that cannot be read back as it was written."""
+
+
+def _path_name(path: Any) -> str:
+  """"d_params/hidden_0/kernel": a leaf's path whether the tree is the state or its dicts."""
+  parts = []
+  for k in path:
+    for attr in ("name", "key", "idx"):
+      if hasattr(k, attr):
+        parts.append(str(getattr(k, attr)))
+        break
+  return "/".join(parts)
+
+
+def tree_digest(tree: Any) -> str:
+  """SHA-256 of a tree's leaves (paths, dtypes, shapes and bytes), in path order.
+
+  The same for a ``GANState`` and the nested dicts orbax reads it back as.
+  """
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  h = hashlib.sha256()
+  for name, leaf in sorted((_path_name(p), leaf) for p, leaf in leaves):
+    a = np.ascontiguousarray(np.asarray(leaf))
+    h.update(f"{name}:{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+  return h.hexdigest()
+
+
+def host_copy(tree: Any) -> Any:
+  """``tree`` with every leaf a NumPy array in host memory."""
+  return jax.tree.map(np.asarray, jax.device_get(tree))
 
 
 class Checkpointer:
@@ -28,41 +78,142 @@ class Checkpointer:
   """
 
   def __init__(self, workdir: str, *, keep: int = 2, keep_every: int = 0):
-    self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    self.workdir = os.path.abspath(workdir)
+    self.directory = os.path.join(self.workdir, "checkpoints")
+    self._remove_unfinished()
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, keep_period=keep_every or None,
                                            create=True, enable_async_checkpointing=False)
-    self._manager = ocp.CheckpointManager(self.directory, options=options)
+    self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                          item_handlers=ocp.StandardCheckpointHandler())
+
+  def _remove_unfinished(self) -> None:
+    """Delete the temporary directories of writes that never finished (a crash mid-save)."""
+    if jax.process_index() != 0 or not os.path.isdir(self.directory):
+      return
+    for name in os.listdir(self.directory):
+      if TMP_MARKER in name:
+        shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
   def all_steps(self) -> list[int]:
-    return list(self._manager.all_steps())
+    return sorted(self._manager.all_steps())
 
-  def save(self, state: GANState) -> int:
-    """Write ``state`` (one copy, not replicated) under its step; returns the step."""
-    host = jax.tree.map(np.asarray, jax.device_get(state))
+  def save(self, state: GANState, metadata: dict[str, Any] | None = None) -> int:
+    """Write ``state`` (one copy, not replicated) under its step; returns the step.
+
+    ``metadata``: JSON-serialisable facts stored beside the arrays (e.g. the
+    config), read back by ``metadata``. A step that already has a checkpoint is
+    not written again.
+    """
+    host = host_copy(state)
     step = int(host.step)
     if step not in self._manager.all_steps():
-      self._manager.save(step, args=ocp.args.StandardSave(host))
+      custom = {**(metadata or {}), "sha256": tree_digest(host)}
+      self._manager.save(step, args=ocp.args.StandardSave(host), custom_metadata=custom)
       self._manager.wait_until_finished()
     return step
 
-  def restore(self, like: GANState, step: int | None = None) -> GANState:
-    """The checkpoint at ``step`` (default: latest) as host arrays, shaped like ``like``."""
+  def metadata(self, step: int) -> dict[str, Any]:
+    """What ``save`` stored beside the arrays of ``step`` ({} if nothing)."""
+    return dict(self._manager.metadata(step).custom_metadata or {})
+
+  def restore(self, like: GANState | None, step: int | None = None) -> GANState:
+    """The checkpoint at ``step`` (default: latest) as host arrays, shaped like ``like``.
+
+    ``like=None`` reads the arrays back as the nested dicts they were saved as.
+
+    Raises ``DamagedCheckpoint`` when it cannot be read or its arrays do not
+    match the digest recorded when it was written.
+    """
     step = self.latest_step() if step is None else step
-    target = jax.tree.map(np.asarray, jax.device_get(like))  # NumPy leaves: read as NumPy
-    return self._manager.restore(step, args=ocp.args.StandardRestore(target))
+    target = None if like is None else host_copy(like)  # NumPy leaves: read back as NumPy
+    try:
+      expected = self.metadata(step).get("sha256")
+      restored = self._manager.restore(step, args=ocp.args.StandardRestore(target))
+    except Exception as e:  # pylint: disable=broad-except
+      first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+      raise DamagedCheckpoint(f"{type(e).__name__}: {first[:300]}") from e
+    if like is None:
+      restored = host_copy(restored)
+    elif jax.tree.structure(restored) != jax.tree.structure(target):
+      raise DamagedCheckpoint("its tree of arrays differs from the model's")
+    if expected is not None and tree_digest(restored) != expected:
+      raise DamagedCheckpoint("its arrays do not match the SHA-256 recorded when it was written")
+    return restored
+
+  def restore_latest_valid(self, like: GANState, report: Callable[[str], None] = print
+                           ) -> tuple[GANState, dict[str, Any]] | None:
+    """(state, metadata) of the newest checkpoint that reads back intact; None if none exist.
+
+    Each damaged checkpoint met on the way is reported through ``report`` and
+    moved to ``<workdir>/damaged_checkpoints/<step>`` (so that training through
+    its step again writes a good one). Raises ``UserError`` if every
+    checkpoint is damaged.
+    """
+    steps = self.all_steps()
+    damaged = []
+    for step in reversed(steps):
+      try:
+        state = self.restore(like, step)
+        meta = self.metadata(step)
+      except DamagedCheckpoint as e:
+        where = self._set_aside(step)
+        damaged.append(step)
+        report(f"warning: the checkpoint at step {step} is damaged ({e}); it was moved to "
+               f"{where} and the previous checkpoint is used instead.")
+        continue
+      return state, meta
+    if damaged:
+      raise UserError(
+          f"Every checkpoint in {self.directory} is damaged (steps "
+          f"{', '.join(map(str, damaged))}; moved to "
+          f"{os.path.join(self.workdir, 'damaged_checkpoints')}). Launch again to start this "
+          f"run from step 0, or use another --workdir.")
+    return None
+
+  def _set_aside(self, step: int) -> str:
+    target = os.path.join(self.workdir, "damaged_checkpoints", str(step))
+    if jax.process_index() == 0:
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      n = 1
+      while os.path.exists(target):
+        target, n = os.path.join(self.workdir, "damaged_checkpoints", f"{step}.{n}"), n + 1
+      shutil.move(os.path.join(self.directory, str(step)), target)
+    self._manager.reload()
+    return target
+
+  def saved_config(self) -> dict[str, Any] | None:
+    """The config that the newest checkpoint was made with, if it can be read.
+
+    From that checkpoint's metadata, else from ``<workdir>/config.json`` (which
+    every training run writes); None for a workdir without checkpoints.
+    """
+    step = self.latest_step()
+    if step is None:
+      return None
+    try:
+      text = self.metadata(step).get("config")
+      if text:
+        return json.loads(text)
+    except Exception:  # pylint: disable=broad-except  # unreadable: see config.json
+      pass
+    try:
+      with open(os.path.join(self.workdir, "config.json")) as f:
+        return json.load(f)
+    except (OSError, ValueError):
+      return None
 
   def close(self) -> None:
     self._manager.close()
 
 
 def restore_latest(workdir: str, like: GANState) -> GANState | None:
-  """The newest checkpoint in ``workdir``, or None if it has none."""
+  """The newest intact checkpoint in ``workdir``, or None if it has none."""
   ckpt = Checkpointer(workdir)
   try:
-    return None if ckpt.latest_step() is None else ckpt.restore(like)
+    found = ckpt.restore_latest_valid(like)
+    return None if found is None else found[0]
   finally:
     ckpt.close()
-

@@ -14,8 +14,12 @@ set from them and verifies their checksums.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
+import hashlib
 import os
+import re
 
 import numpy as np
 
@@ -25,6 +29,8 @@ DATASETS = ("mnist",)
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 MNIST_SPLITS = {"train": "train[:50000]", "validation": "train[50000:]", "test": "test"}
+MNIST_VERSION = "3.0.1"  # pinned: the same images whatever TFDS release is installed
+CACHE_NAME = "gan_jax_arrays.npz"  # decoded splits, next to TFDS's prepared files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,26 +75,116 @@ def _missing_data_error(manual_dir: str, data_dir: str, cause: Exception) -> Use
       f"{str(cause).splitlines()[0] if str(cause) else ''})")
 
 
+def _checksum_error(manual_dir: str, cause: Exception) -> UserError:
+  """TFDS found a file whose SHA-256 is not the published one: name it."""
+  match = re.search(r"downloaded to (\S+?),", str(cause))
+  path = match.group(1) if match else f"one of the files in {manual_dir}"
+  return UserError(
+      f"The MNIST file {path} is corrupted or not the original: its checksum does not match "
+      f"the one TFDS records for it (truncated download, disk error or an edited file). "
+      f"Replace it with a fresh copy of the original file (the four are "
+      f"{', '.join(MNIST_FILES)}) and launch again; nothing was prepared from the damaged "
+      f"set.")
+
+
+def _default_data_dir() -> str:
+  """TFDS's own default: $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
+  return os.environ.get("TFDS_DATA_DIR") or os.path.join(os.path.expanduser("~"),
+                                                         "tensorflow_datasets")
+
+
+def _digest(arrays: dict[str, np.ndarray]) -> str:
+  h = hashlib.sha256()
+  for name in sorted(arrays):
+    h.update(name.encode())
+    h.update(np.ascontiguousarray(arrays[name]).tobytes())
+  return h.hexdigest()
+
+
+def _read_cache(path: str) -> dict[str, np.ndarray] | None:
+  """The cached splits if the cache exists and its digest matches; else None."""
+  if not os.path.exists(path):
+    return None
+  try:
+    with np.load(path) as f:
+      arrays = {k: f[k] for k in f.files if k != "sha256"}
+      stored = str(f["sha256"])
+  except Exception:  # unreadable: rebuilt from TFDS's files below  # pylint: disable=broad-except
+    return None
+  return arrays if _digest(arrays) == stored else None
+
+
+def _write_cache(path: str, arrays: dict[str, np.ndarray]) -> None:
+  tmp = f"{path}.tmp{os.getpid()}.npz"
+  try:
+    np.savez(tmp, sha256=np.array(_digest(arrays)), **arrays)
+    os.replace(tmp, path)
+  except OSError:  # a read-only data_dir: no cache, nothing else changes
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
 def load_mnist(*, manual_dir: str = "", data_dir: str = "") -> Dataset:
-  """MNIST's three splits as flat uint8 arrays, built by TFDS (offline from ``manual_dir``)."""
+  """MNIST's three splits as flat uint8 arrays, built by TFDS (offline from ``manual_dir``).
+
+  TFDS prepares the data set once per ``data_dir`` (checking the source files'
+  checksums); the decoded splits are then cached beside its files (with their
+  SHA-256, verified on every read), so later runs skip TensorFlow altogether.
+  """
+  root = data_dir or _default_data_dir()
+  cache = os.path.join(root, "mnist", MNIST_VERSION, CACHE_NAME)
+  arrays = _read_cache(cache)
+  if arrays is None:
+    with _exclusive(os.path.join(root, ".gan_jax_mnist.lock")):  # one process prepares
+      arrays = _read_cache(cache)  # ... and the others find its cache
+      if arrays is None:
+        arrays = _load_mnist_with_tfds(manual_dir, data_dir)
+        _write_cache(cache, arrays)
+  return Dataset(image_shape=(28, 28, 1), **arrays)
+
+
+@contextlib.contextmanager
+def _exclusive(path: str):
+  """An advisory lock on ``path`` across processes (none where it cannot be taken)."""
+  try:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    f = open(path, "a")  # pylint: disable=consider-using-with
+  except OSError:  # e.g. a read-only data_dir: TFDS reports what it cannot do
+    yield
+    return
+  try:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    yield
+  finally:
+    f.close()  # releases the lock
+
+
+def _load_mnist_with_tfds(manual_dir: str, data_dir: str) -> dict[str, np.ndarray]:
   if manual_dir and not os.path.isdir(manual_dir):
     raise _missing_data_error(manual_dir, data_dir,
                               FileNotFoundError(f"{manual_dir} is not a directory"))
+  absent = [f for f in MNIST_FILES
+            if manual_dir and not os.path.exists(os.path.join(manual_dir, f))]
+  if absent:  # TFDS would try (and, offline, slowly fail) to download them
+    raise _missing_data_error(manual_dir, data_dir,
+                              FileNotFoundError(f"{', '.join(absent)} not in {manual_dir}"))
   _hide_accelerators_from_tensorflow()
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
 
-  builder = tfds.builder("mnist", data_dir=data_dir or None)
+  builder = tfds.builder(f"mnist:{MNIST_VERSION}", data_dir=data_dir or None)
   download_config = tfds.download.DownloadConfig(manual_dir=manual_dir or None)
   try:
     builder.download_and_prepare(download_config=download_config)
   except Exception as e:  # network, missing or corrupt files: all mean "no data"
+    if type(e).__name__ == "NonMatchingChecksumError":
+      raise _checksum_error(manual_dir, e) from e
     raise _missing_data_error(manual_dir, data_dir, e) from e
   arrays = {}
   for name, split in MNIST_SPLITS.items():
     d = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
     arrays[name] = d["image"].reshape(len(d["image"]), -1)
     arrays[f"{name}_labels"] = d["label"].astype(np.int32)
-  return Dataset(image_shape=(28, 28, 1), **arrays)
+  return arrays
 
 
 def load(data_cfg) -> Dataset:

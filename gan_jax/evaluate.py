@@ -12,7 +12,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from gan_jax import build, checkpoint, data as data_lib
+from gan_jax import build, checkpoint, data as data_lib, schema
 from gan_jax.errors import UserError
 from gan_jax.evaluation import classifier, metrics, parzen
 from gan_jax.state import GAN, GANState, sample_latent
@@ -94,6 +94,14 @@ def format_table(workdir: str, result: dict[str, Any]) -> str:
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Evaluate the newest checkpoint in ``workdir``; print a table and write eval.json."""
+  schema.check(config, num_devices=1)  # evaluation runs on one device
+  ckpt = checkpoint.Checkpointer(workdir)
+  try:
+    if ckpt.latest_step() is not None:
+      from gan_jax import train  # pylint: disable=import-outside-toplevel
+      train.check_resumable(ckpt, config)
+  finally:
+    ckpt.close()
   dataset = data_lib.load(config.data)
   gan, root, like = build.make_gan_and_state(config, dataset)
   state = checkpoint.restore_latest(workdir, like)

@@ -23,3 +23,14 @@ def test_use_the_steps_in_your_own_jax_code_example():
   # The generator has moved its mass onto the data (from ~0 at initialisation).
   np.testing.assert_allclose(samples.mean(0), [2.0, -1.0], atol=0.5)
   assert 0.25 < float(metrics["d_real"]) < 0.75 and 0.25 < float(metrics["d_fake"]) < 0.75
+
+
+def test_every_test_the_fault_table_cites_exists():
+  text = README.read_text()
+  table = text[text.index("| fault | what gan_jax does | test |"):]
+  table = table[:table.index("\n\n")]
+  cited = set(re.findall(r"`(test_\w+\.py)::(test_\w+)`", table))
+  assert len(cited) >= 15
+  for module, name in cited:
+    source = (README.parent / "tests" / module).read_text()
+    assert f"def {name}(" in source, f"{module}::{name}"

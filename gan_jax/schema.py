@@ -1,0 +1,260 @@
+"""Every field a GAN experiment config may hold, its type and its allowed values.
+
+``check(config, num_devices)`` runs before any data is read or code compiled and
+turns each mistake (an unknown or missing field, a wrong type, a value out of
+range, a batch that does not split over the devices) into one ``UserError``
+naming the field and what to do. ``resume_differences`` compares a config with
+the one a workdir's checkpoint was made with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any, Callable
+
+from gan_jax import data, losses, models, optim, state
+from gan_jax.errors import UserError
+
+_NO_DEFAULT = object()
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+  kind: str  # "int", "float", "str", "bool", "ints" (a tuple of positive ints)
+  rule: Callable[[Any], bool] | None = None
+  expect: str = ""  # what ``rule`` asks, for the message
+  default: Any = _NO_DEFAULT  # a field with a default may be absent
+
+
+def _positive(kind="int", **kw):
+  return Field(kind, lambda v: v > 0, "a positive number" if kind == "float" else
+               "a positive integer", **kw)
+
+
+def _choice(options, **kw):
+  return Field("str", lambda v: v in options, f"one of {', '.join(map(repr, options))}", **kw)
+
+
+def _unit(**kw):
+  return Field("float", lambda v: 0.0 < v <= 1.0, "a number in (0, 1]", **kw)
+
+
+_ACTIVATIONS = tuple(sorted(models._ACTIVATIONS))  # pylint: disable=protected-access
+_OPTIMIZER_FIELDS = {
+    "paper_sgd": {
+        "learning_rate": _positive("float"),
+        "decay_factor": Field("float", lambda v: v >= 1.0, "a number >= 1"),
+        "min_learning_rate": Field("float", lambda v: v >= 0.0, "a number >= 0"),
+        "init_momentum": Field("float", lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"),
+        "final_momentum": Field("float", lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"),
+        "momentum_start_epoch": Field("int", lambda v: v >= 0, "an integer >= 0"),
+        "momentum_saturate_epoch": Field("int", lambda v: v >= 0, "an integer >= 0"),
+    },
+    "sgd": {"learning_rate": _positive("float"),
+            "momentum": Field("float", lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")},
+    "adam": {"learning_rate": _positive("float"),
+             "b1": Field("float", lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"),
+             "b2": Field("float", lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")},
+}
+
+SCHEMA: dict[str, Any] = {
+    "experiment": _choice(("gan",), default="gan"),
+    "seed": Field("int"),
+    "batch_size": _positive(),
+    "num_train_steps": _positive(),
+    "log_every": _positive(),
+    "eval_every": _positive(),
+    "checkpoint_every": _positive(),
+    "steps_per_call": _positive(),
+    "keep_checkpoints": _positive(default=2),
+    "keep_every": Field("int", lambda v: v >= 0, "an integer >= 0 (0: keep none extra)",
+                        default=0),
+    "parallel": _choice(("pmap", "shard_map", "none"), default="pmap"),
+    "sweep": Field("str", default=""),
+    "on_divergence": _choice(("stop", "rollback"), default="stop"),
+    "max_rollbacks": Field("int", lambda v: v >= 0, "an integer >= 0", default=3),
+    "data": {
+        "name": _choice(data.DATASETS),
+        "manual_dir": Field("str", default=""),
+        "data_dir": Field("str", default=""),
+    },
+    "model": {
+        "name": _choice(("mlp_maxout",), default="mlp_maxout"),
+        "latent_dim": _positive(),
+        "latent_dist": _choice(state.LATENT_DISTS, default="uniform"),
+        "dtype": _choice(("float32", "bfloat16"), default="float32"),
+        "generator": {
+            "hidden": Field("ints"),
+            "activation": _choice(_ACTIVATIONS),
+            "output_activation": _choice(_ACTIVATIONS),
+            "init_scale": _positive("float"),
+            "output_bias": _choice(("marginals", "zeros"), default="zeros"),
+        },
+        "discriminator": {
+            "hidden": Field("ints"),
+            "pieces": _positive(),
+            "activation": _choice(("maxout",) + _ACTIVATIONS),
+            "init_scale": _positive("float"),
+            "input_keep": _unit(),
+            "hidden_keep": _unit(),
+        },
+    },
+    "optimizer": "optimizer",  # checked by name, see _OPTIMIZER_FIELDS
+    "g_optimizer": "optimizer",  # optional: G's own optimizer
+    "evaluation": {
+        "parzen": Field("bool"),
+        "classifier_metrics": Field("bool"),
+        "classifier_dir": Field("str", default=""),
+        "num_samples": _positive(default=10_000),
+        "nearest_k": _positive(default=5),
+    },
+    "gan": {
+        "g_loss": _choice(losses.G_LOSS_KINDS),
+        "real_label": _unit(),
+        "k": Field("int", lambda v: v >= 1, "an integer >= 1 (D updates per G update)"),
+        "update_rule": _choice(state.UPDATES),
+    },
+}
+OPTIONAL_SECTIONS = ("g_optimizer",)
+
+# Settings that may differ between a checkpoint and the run that resumes it.
+RESUMABLE_CHANGES = ("num_train_steps", "log_every", "eval_every", "checkpoint_every",
+                     "steps_per_call", "keep_checkpoints", "keep_every", "parallel", "sweep",
+                     "on_divergence", "max_rollbacks", "data.manual_dir", "data.data_dir",
+                     "evaluation.")
+# ... and these with a notice: the optimizers' hyperparameters (not their names).
+NOTICED_CHANGES = ("optimizer.", "g_optimizer.")
+
+
+def _type_ok(kind: str, value: Any) -> bool:
+  if kind == "int":
+    return isinstance(value, int) and not isinstance(value, bool)
+  if kind == "float":
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+  if kind == "str":
+    return isinstance(value, str)
+  if kind == "bool":
+    return isinstance(value, bool)
+  if kind == "ints":
+    return (isinstance(value, (tuple, list)) and len(value) > 0 and
+            all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value))
+  raise ValueError(kind)
+
+
+_KIND_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "True or False",
+               "ints": "a non-empty tuple of positive integers, e.g. (1200, 1200)"}
+
+
+def _check_section(section: Any, schema: dict[str, Any], prefix: str) -> None:
+  keys = list(section.keys())
+  for key in keys:
+    name = prefix + key
+    if key not in schema:
+      close = difflib.get_close_matches(key, list(schema), n=1)
+      hint = (f" Did you mean config.{prefix}{close[0]}?" if close else
+              f" The fields of {('config.' + prefix[:-1]) if prefix else 'config'} are: "
+              f"{', '.join(sorted(schema))}.")
+      raise UserError(f"config.{name} is not a field gan_jax knows, so it would be ignored."
+                      f"{hint} Fix or remove it in the config file.")
+  for key, spec in schema.items():
+    name = prefix + key
+    if key not in keys:
+      if isinstance(spec, Field) and spec.default is not _NO_DEFAULT:
+        continue
+      if key in OPTIONAL_SECTIONS and not prefix:
+        continue
+      raise UserError(f"config.{name} is missing. Add it to the config file (see "
+                      f"experiments/mnist.py for every field of a GAN experiment).")
+    value = section[key]
+    if spec == "optimizer":
+      if key in OPTIONAL_SECTIONS and not value:
+        continue
+      _check_optimizer(value, name)
+    elif isinstance(spec, dict):
+      if not hasattr(value, "keys"):
+        raise UserError(f"config.{name} is {value!r}; it must be a section (a ConfigDict) with "
+                        f"the fields {', '.join(sorted(spec))}.")
+      _check_section(value, spec, name + ".")
+    else:
+      _check_field(spec, value, name)
+
+
+def _check_field(spec: Field, value: Any, name: str) -> None:
+  if not _type_ok(spec.kind, value):
+    raise UserError(f"config.{name} is {value!r} ({type(value).__name__}); it must be "
+                    f"{_KIND_WORDS[spec.kind]}. Set it with --config.{name}=... or in the "
+                    f"config file.")
+  if spec.rule is not None and not spec.rule(value):
+    raise UserError(f"config.{name} is {value!r}; it must be {spec.expect}. Set it with "
+                    f"--config.{name}=... or in the config file.")
+
+
+def _check_optimizer(section: Any, name: str) -> None:
+  if not hasattr(section, "keys") or "name" not in section:
+    raise UserError(f"config.{name} must be a section with a 'name' (one of "
+                    f"{', '.join(optim.OPTIMIZERS)}) and that optimizer's fields.")
+  kind = section["name"]
+  if kind not in _OPTIMIZER_FIELDS:
+    raise UserError(f"config.{name}.name is {kind!r}, which gan_jax does not know; use one of "
+                    f"{', '.join(map(repr, optim.OPTIMIZERS))}.")
+  _check_section(section, {"name": Field("str"), **_OPTIMIZER_FIELDS[kind]}, name + ".")
+
+
+def check(config: Any, num_devices: int) -> None:
+  """Refuse a GAN experiment config that cannot run, naming the field and the fix."""
+  _check_section(config, SCHEMA, "")
+  if config.gan.update_rule == "simultaneous" and config.gan.k != 1:
+    raise UserError(f"config.gan.k is {config.gan.k} but config.gan.update_rule is "
+                    f"'simultaneous', which uses one minibatch per iteration; set "
+                    f"--config.gan.k=1 or --config.gan.update_rule=alternating.")
+  if config.batch_size % num_devices:
+    fix = max(num_devices, config.batch_size // num_devices * num_devices)
+    raise UserError(
+        f"config.batch_size={config.batch_size} does not divide over the {num_devices} devices "
+        f"used for data parallelism: each device must get the same number of examples. Use a "
+        f"multiple of {num_devices} (e.g. --config.batch_size={fix}), or run on fewer devices.")
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+  """{"model.generator.hidden": (1200, 1200), ...} of a config or its JSON dict."""
+  out = {}
+  for key, value in tree.items():
+    if hasattr(value, "items"):
+      out.update(flatten(value, f"{prefix}{key}."))
+    else:
+      out[prefix + key] = tuple(value) if isinstance(value, list) else value
+  return out
+
+
+def _default(dotted: str) -> Any:
+  """A field's default in SCHEMA ("<absent>" if it has none): absent means that value."""
+  spec: Any = SCHEMA
+  for part in dotted.split("."):
+    if not isinstance(spec, dict) or part not in spec:
+      return "<absent>"
+    spec = spec[part]
+  return spec.default if isinstance(spec, Field) and spec.default is not _NO_DEFAULT \
+      else "<absent>"
+
+
+def resume_differences(saved: dict[str, Any], config: Any) -> tuple[list[str], list[str]]:
+  """(refused, noticed): the fields where ``config`` differs from a checkpoint's config.
+
+  Refused: anything that changes the model, the game or the data (resuming would
+  restore mismatched parameters or silently change the run). Noticed: the
+  optimizers' hyperparameters. Run length, intervals and evaluation settings may
+  differ freely.
+  """
+  old, new = flatten(saved), flatten(config)
+  refused, noticed = [], []
+  for key in sorted(set(old) | set(new)):
+    a, b = old.get(key, _default(key)), new.get(key, _default(key))
+    if a == b or key.startswith(RESUMABLE_CHANGES):
+      continue
+    line = f"{key}: {a!r} in the checkpoint, {b!r} now"
+    if key.startswith(NOTICED_CHANGES) and not key.endswith(".name"):
+      noticed.append(line)
+    else:
+      refused.append(line)
+  return refused, noticed
