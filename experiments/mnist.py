@@ -37,8 +37,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # checkpoint and continues with a new random key, at most max_rollbacks times ("rollback").
   config.on_divergence = "stop"
   config.max_rollbacks = 3
-  # e.g. "seed=0:4 optimizer.learning_rate=0.1,0.05": runs one after another, each in
-  # <workdir>/<replica>, with one row per run in <workdir>/sweep.csv (see gan_jax/sweep.py).
+  # e.g. "seed=0:4 optimizer.learning_rate=0.1,0.05": one vmapped program for replicas of
+  # equal shapes, each a whole run in <workdir>/<replica>, one row per run in
+  # <workdir>/sweep.csv (see gan_jax/sweep.py).
   config.sweep = ""
 
   config.data = ml_collections.ConfigDict()

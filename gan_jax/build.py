@@ -26,13 +26,17 @@ def make_discriminator(cfg: Any, dtype: str) -> models.MaxoutDiscriminator:
                                     dtype=DTYPES[dtype])
 
 
-def make_gan(config: Any, *, data_dim: int, batches_per_epoch: int) -> GAN:
+def make_gan(config: Any, *, data_dim: int, batches_per_epoch: int,
+             hparams: dict[str, Any] | None = None) -> GAN:
   """The GAN spec of an experiment config (sections ``model``, ``optimizer``, ``gan``).
 
   ``batches_per_epoch``: real minibatches in one pass over the training set. Epoch-based
   schedules count optimizer updates: D makes one per minibatch, G one per iteration
   (k minibatches in the alternating mode, one when simultaneous).
+  ``hparams``: one sweep replica's (possibly traced) values of the vmappable fields,
+  as ``gan_jax.sweep.hparams`` gives them; they replace the config's.
   """
+  hp = hparams or {}
   model = config.model
   d_opt_cfg = config.optimizer
   g_opt_cfg = config.get("g_optimizer") or config.optimizer
@@ -40,12 +44,14 @@ def make_gan(config: Any, *, data_dim: int, batches_per_epoch: int) -> GAN:
   return GAN(
       generator=make_generator(model.generator, data_dim, model.dtype),
       discriminator=make_discriminator(model.discriminator, model.dtype),
-      g_optimizer=optim.make_optimizer(g_opt_cfg, steps_per_epoch=max(batches_per_epoch // k, 1)),
-      d_optimizer=optim.make_optimizer(d_opt_cfg, steps_per_epoch=batches_per_epoch),
+      g_optimizer=optim.make_optimizer(g_opt_cfg, steps_per_epoch=max(batches_per_epoch // k, 1),
+                                       learning_rate=hp.get("g_learning_rate")),
+      d_optimizer=optim.make_optimizer(d_opt_cfg, steps_per_epoch=batches_per_epoch,
+                                       learning_rate=hp.get("d_learning_rate")),
       latent_dim=model.latent_dim,
       latent_dist=model.latent_dist,
-      g_loss=config.gan.g_loss,
-      real_label=config.gan.real_label,
+      g_loss=hp.get("g_loss", config.gan.g_loss),
+      real_label=hp.get("real_label", config.gan.real_label),
       k=config.gan.k,
       update_rule=config.gan.update_rule,
   )

@@ -7,6 +7,7 @@ curves and checkpoints. Only process 0 writes logs, pictures and metrics.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -14,6 +15,7 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -208,20 +210,58 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   checkpoint (see ``gan_jax.preemption``); the returned state is then the one
   checkpointed.
   """
+  return train_group([config], [workdir])[0]
+
+
+def _devices(config: ml_collections.ConfigDict) -> list[Any]:
   if config.parallel == "none" and jax.process_count() > 1:
     raise UserError(f"config.parallel='none' trains on one device, but this is a run of "
                     f"{jax.process_count()} processes; use 'pmap' or 'shard_map' to span them.")
   # pmap/shard_map span the devices of every process; each process feeds its local ones.
-  devices = jax.devices() if config.parallel != "none" else jax.local_devices()[:1]
-  validate_config(config, len(devices))
-  prepare_workdir(workdir)
-  ckpt = checkpoint.Checkpointer(workdir, keep=config.get("keep_checkpoints", 2),
-                                 keep_every=config.get("keep_every", 0))
+  return jax.devices() if config.parallel != "none" else jax.local_devices()[:1]
+
+
+class _Misaligned(Exception):
+  """The replicas of a group were checkpointed at different steps."""
+
+
+def train_group(configs: list[ml_collections.ConfigDict], workdirs: list[str],
+                names: list[str] | None = None) -> list[GANState]:
+  """Train GANs whose configs differ only in ``sweep.VMAPPABLE`` fields, one per workdir.
+
+  One config trains alone. Several train as one compiled program, the chunk
+  ``jax.vmap``-ed over their stacked states inside the data parallelism; each
+  replica still writes a complete run into its own workdir (metrics, samples,
+  evaluations, checkpoints), exactly what training it alone writes. If their
+  newest checkpoints are at different steps (one was damaged, say), they train
+  one after another instead. Returns the final states (host arrays).
+  """
+  names = names or [""] * len(configs)
+  devices = _devices(configs[0])
+  for config in configs:
+    validate_config(config, len(devices))
+  for workdir in workdirs:
+    prepare_workdir(workdir)
+  ckpts = [checkpoint.Checkpointer(w, keep=c.get("keep_checkpoints", 2),
+                                   keep_every=c.get("keep_every", 0))
+           for c, w in zip(configs, workdirs, strict=True)]
   try:
-    check_resumable(ckpt, config)
-    return _train(config, workdir, tuple(devices), ckpt)
+    for ckpt, config in zip(ckpts, configs, strict=True):
+      check_resumable(ckpt, config)
+    return _train(configs, workdirs, names, tuple(devices), ckpts)
+  except _Misaligned:
+    pass
   finally:
-    ckpt.close()
+    for ckpt in ckpts:
+      ckpt.close()
+  _warn("The replicas' newest checkpoints are at different steps; they train one after "
+        "another.")
+  finals = []
+  for config, workdir in zip(configs, workdirs, strict=True):
+    finals += train_group([config], [workdir])
+    if preemption.STOP.signal_name is not None:
+      break
+  return finals
 
 
 def _warn(message: str) -> None:
@@ -229,62 +269,92 @@ def _warn(message: str) -> None:
     print(message, flush=True)
 
 
-def _train(config: ml_collections.ConfigDict, workdir: str, devices: tuple[Any, ...],
-           ckpt: checkpoint.Checkpointer) -> GANState:
+def _train(configs: list[ml_collections.ConfigDict], workdirs: list[str], names: list[str],
+           devices: tuple[Any, ...], ckpts: list[checkpoint.Checkpointer]) -> list[GANState]:
+  config, num = configs[0], len(configs)  # config: what the replicas share
   dataset = data_lib.load(config.data)
   batches_per_epoch = len(dataset.train) // config.batch_size
-  gan, root_key, initial = build.make_gan_and_state(config, dataset)
+  built = [build.make_gan_and_state(c, dataset) for c in configs]
+  gans, roots, initials = ([b[i] for b in built] for i in range(3))
 
-  state, rollbacks = initial, 0
-  found = ckpt.restore_latest_valid(initial, report=_warn)
-  if found is not None:
-    state, meta = found
-    rollbacks = int(meta.get("rollbacks", 0))
-    _warn(f"Resuming from the checkpoint at step {int(state.step)} in {ckpt.directory}")
-  start = int(state.step)
+  states, rollbacks = list(initials), 0
+  found = _restore_all(ckpts, initials)
+  starts = {0 if f is None else int(f[0].step) for f in found}
+  if len(starts) > 1:
+    raise _Misaligned()
+  for i, f in enumerate(found):
+    if f is not None:
+      states[i] = f[0]
+      rollbacks = max(rollbacks, int(f[1].get("rollbacks", 0)))
+      _warn(f"Resuming {_label(names[i])}from the checkpoint at step {int(f[0].step)} in "
+            f"{ckpts[i].directory}")
+  start = starts.pop()
 
   if _is_main():
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  recorder = _Recorder(workdir, start) if _is_main() else None
+    for c, w in zip(configs, workdirs, strict=True):
+      with open(os.path.join(w, "config.json"), "w") as f:
+        f.write(c.to_json_best_effort(indent=2, sort_keys=True))
+  recorders = [_Recorder(w, start) for w in workdirs] if _is_main() else []
   evaluator = evaluate.Evaluator(config, dataset) if _is_main() else None
 
+  from gan_jax import sweep  # pylint: disable=import-outside-toplevel
   chunk = chunk_length(config)
   source = ArraySource(len(dataset.train))
+  replica_gan = None
+  hparams = None
+  if num > 1:
+    replica_gan = _ReplicaGAN(config, dataset.dim, batches_per_epoch)
+    hparams = sweep.stacked_hparams(configs)
   loops: dict[int, TrainLoop] = {}
 
   def loop_of(length: int) -> TrainLoop:
     if length not in loops:  # a final partial chunk compiles once more
-      loops[length] = TrainLoop(gan, source, global_batch=config.batch_size,
-                                steps_per_call=length, parallel=config.parallel, devices=devices)
+      loops[length] = TrainLoop(gans[0], source, global_batch=config.batch_size,
+                                steps_per_call=length, parallel=config.parallel, devices=devices,
+                                replica_gan=replica_gan)
     return loops[length]
 
   loop = loop_of(chunk)
-  base_key = jax.random.fold_in(root_key, 1)
+  base_keys = [jax.random.fold_in(r, 1) for r in roots]
 
   def train_key(rollbacks: int) -> jax.Array:  # each rollback continues with a fresh key
-    return base_key if rollbacks == 0 else jax.random.fold_in(base_key, rollbacks)
+    keys = [k if rollbacks == 0 else jax.random.fold_in(k, rollbacks) for k in base_keys]
+    return keys[0] if num == 1 else jnp.stack(keys)
 
-  fixed_z = sample_latent(gan, jax.random.fold_in(root_key, 2), (SAMPLE_ROWS**2,))
-  config_json = config.to_json_best_effort(sort_keys=True)
+  def put(states: list[GANState]) -> Any:
+    return loop.put_state(states[0] if num == 1 else sweep.stack(states))
 
-  def save(host_state: GANState) -> None:
-    bad = _nonfinite_leaves(host_state)
-    if bad:  # never checkpoint a diverged state
-      raise _divergence_error(f"the parameters {', '.join(bad[:4])} became non-finite",
-                              int(host_state.step), ckpt.latest_step(), rollbacks)
-    ckpt.save(host_state, {"config": config_json, "rollbacks": rollbacks})
+  def host_states(dstate: Any) -> list[GANState]:
+    host = checkpoint.host_copy(loop.get_state(dstate))
+    return [host] if num == 1 else [sweep.unstack(host, i) for i in range(num)]
 
-  dstate, ddata = loop.put_state(state), loop.put_data(dataset.train)
+  def per_replica(tree: Any) -> list[Any]:
+    return [tree] if num == 1 else [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(num)]
+
+  fixed_z = [sample_latent(g, jax.random.fold_in(r, 2), (SAMPLE_ROWS**2,))
+             for g, r in zip(gans, roots, strict=True)]
+  config_json = [c.to_json_best_effort(sort_keys=True) for c in configs]
+
+  def save(hosts: list[GANState]) -> None:
+    for i, host in enumerate(hosts):
+      bad = _nonfinite_leaves(host)
+      if bad:  # never checkpoint a diverged state
+        raise _divergence_error(f"{_label(names[i])}the parameters {', '.join(bad[:4])} became "
+                                f"non-finite", int(host.step), ckpts[i].latest_step(), rollbacks)
+    for i, host in enumerate(hosts):
+      ckpts[i].save(host, {"config": config_json[i], "rollbacks": rollbacks})
+
+  dstate, ddata = put(states), loop.put_data(dataset.train)
   total = config.num_train_steps
   step, pending, t_last, step_last = start, [], time.time(), start
   t_start = time.time()
   if _is_main():
-    epochs = total * gan.real_batches_per_step / batches_per_epoch
+    epochs = total * gans[0].real_batches_per_step / batches_per_epoch
     hosts = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
+    many = f", {num} replicas vmapped in one program" if num > 1 else ""
     print(f"Training {total} iterations ({epochs:.1f} epochs) from step {start}: global batch "
           f"{config.batch_size} on {len(devices)} {devices[0].platform} device(s){hosts}, "
-          f"{chunk} iterations per compiled call.", flush=True)
+          f"{chunk} iterations per compiled call{many}.", flush=True)
   stopped_by = None
   with preemption.STOP.installed() as stop:
     while step < total:
@@ -292,106 +362,152 @@ def _train(config: ml_collections.ConfigDict, workdir: str, devices: tuple[Any, 
         stopped_by = stop.signal_name or "a stop signal to another process"
         break
       loop = loop_of(min(chunk, total - step))
-      dstate, metrics = loop(dstate, ddata, train_key(rollbacks))
-      metrics = jax.device_get(metrics)  # [chunk] per metric: a few hundred floats
+      if num == 1:
+        dstate, metrics = loop(dstate, ddata, train_key(rollbacks))
+      else:
+        dstate, metrics = loop(dstate, ddata, train_key(rollbacks), hparams)
+      metrics = per_replica(jax.device_get(metrics))  # [chunk] per metric and replica
       first, step = step, step + loop.steps_per_call
-      bad = _first_nonfinite(metrics, first)
-      if bad is not None:
-        key, value, bad_step = bad
+      bad = [(i, b) for i, m in enumerate(metrics)
+             if (b := _first_nonfinite(m, first)) is not None]
+      if bad:
+        i, (key, value, bad_step) = min(bad, key=lambda ib: ib[1][2])
+        what = f"{_label(names[i])}{key} became {value}"
         if (config.get("on_divergence", "stop") != "rollback" or
             rollbacks >= config.get("max_rollbacks", 3)):
-          raise _divergence_error(f"{key} became {value}", bad_step, ckpt.latest_step(),
-                                  rollbacks)
+          raise _divergence_error(what, bad_step, ckpts[i].latest_step(), rollbacks)
         rollbacks += 1
-        found = ckpt.restore_latest_valid(initial, report=_warn)
-        state = initial if found is None else found[0]
-        step = step_last = int(state.step)
-        dstate, pending, t_last = loop.put_state(state), [], time.time()
-        if recorder is not None:
+        found = _restore_all(ckpts, initials)
+        states = [init if f is None else f[0] for f, init in zip(found, initials, strict=True)]
+        if len({int(s.step) for s in states}) > 1:
+          raise _divergence_error(what, bad_step, ckpts[i].latest_step(), rollbacks)
+        step = step_last = int(states[0].step)
+        dstate, pending, t_last = put(states), [], time.time()
+        for recorder in recorders:
           recorder.truncate(step)
-        _warn(f"warning: training diverged: {key} became {value} at step {bad_step}. Rolled "
-              f"back to step {step} ({'the newest checkpoint' if found else 'the initial state'})"
-              f" and continuing with a new random key (rollback {rollbacks} of "
+        _warn(f"warning: training diverged: {what} at step {bad_step}. Rolled back to step "
+              f"{step} ({'the newest checkpoint' if found[0] else 'the initial state'}) and "
+              f"continuing with a new random key (rollback {rollbacks} of "
               f"{config.get('max_rollbacks', 3)}).")
         continue
       pending.append(metrics)
       done = step >= total
-      row = {}
+      rows = [{} for _ in range(num)]
       if step % config.log_every == 0 or done:
-        means = {k: float(np.mean(np.concatenate([m[k] for m in pending]))) for k in pending[0]}
-        pending = []
         now = time.time()
         rate = (step - step_last) / max(now - t_last, 1e-9)
         t_last, step_last = now, step
         if _is_main():
           # One copy of the optimizer states only: their scalars, not the parameters.
-          d_opt, g_opt = loop.get_state((dstate.d_opt_state, dstate.g_opt_state))
-          row.update({"step": step, "epoch": step * gan.real_batches_per_step / batches_per_epoch,
-                      "wall_time": now - t_start, "iterations_per_second": rate, **means})
-          row.update({f"d_{k}": v for k, v in _hyperparams(d_opt).items()})
-          row.update({f"g_{k}": v for k, v in _hyperparams(g_opt).items()})
-          if rollbacks:
-            row["rollbacks"] = rollbacks
-          print(f"step {step}/{total}  epoch {row['epoch']:.1f}  {rate:.1f} it/s  "
-                f"ETA {_fmt_time((total - step) / max(rate, 1e-9))}  |  D loss "
-                f"{means['d_loss']:.4f}  G loss {means['g_loss']:.4f}  D(x) "
-                f"{means['d_real']:.3f}  D(G(z)) {means['d_fake']:.3f}", flush=True)
+          opts = per_replica(jax.device_get(loop.get_state((dstate.d_opt_state,
+                                                            dstate.g_opt_state))))
+          for i in range(num):
+            means = {k: float(np.mean(np.concatenate([m[i][k] for m in pending])))
+                     for k in pending[0][i]}
+            row = rows[i]
+            row.update({"step": step, "epoch": step * gans[i].real_batches_per_step /
+                        batches_per_epoch, "wall_time": now - t_start,
+                        "iterations_per_second": rate, **means})
+            row.update({f"d_{k}": v for k, v in _hyperparams(opts[i][0]).items()})
+            row.update({f"g_{k}": v for k, v in _hyperparams(opts[i][1]).items()})
+            if rollbacks:
+              row["rollbacks"] = rollbacks
+            print(f"{_label(names[i])}step {step}/{total}  epoch {row['epoch']:.1f}  "
+                  f"{rate:.1f} it/s  ETA {_fmt_time((total - step) / max(rate, 1e-9))}  |  "
+                  f"D loss {means['d_loss']:.4f}  G loss {means['g_loss']:.4f}  D(x) "
+                  f"{means['d_real']:.3f}  D(G(z)) {means['d_fake']:.3f}", flush=True)
+        pending = []
       if (step % config.eval_every == 0 or done) and _is_main():
         t_eval = time.time()
-        row.update(_evaluate(gan, loop.get_state(dstate), dataset, evaluator, recorder, workdir,
-                             fixed_z, jax.random.fold_in(root_key, 3)))
+        for i, host in enumerate(host_states(dstate)):
+          rows[i].update(_evaluate(gans[i], host, dataset, evaluator, recorders[i], workdirs[i],
+                                   fixed_z[i], jax.random.fold_in(roots[i], 3)))
         t_last += time.time() - t_eval  # keep evaluation out of the it/s figure
-      if row and _is_main():
-        recorder.log(row)
-        if step % config.eval_every == 0 or done:
-          visualize.plot_curves([r for r in recorder.rows if "d_loss" in r],
-                                os.path.join(workdir, "curves.png"))
-          visualize.plot_eval(recorder.rows, os.path.join(workdir, "eval.png"))
-      if step % config.checkpoint_every == 0 or done:
-        save(checkpoint.host_copy(loop.get_state(dstate)))
-    final = checkpoint.host_copy(loop.get_state(dstate))
-    if stopped_by is not None:
-      save(final)
       if _is_main():
+        for i, row in enumerate(rows):
+          if not row:
+            continue
+          recorders[i].log(row)
+          if step % config.eval_every == 0 or done:
+            visualize.plot_curves([r for r in recorders[i].rows if "d_loss" in r],
+                                  os.path.join(workdirs[i], "curves.png"))
+            visualize.plot_eval(recorders[i].rows, os.path.join(workdirs[i], "eval.png"))
+      if step % config.checkpoint_every == 0 or done:
+        save(host_states(dstate))
+    finals = host_states(dstate)
+    if stopped_by is not None:
+      save(finals)
+      if _is_main():
+        where = ckpts[0].directory if num == 1 else "each replica's checkpoints/"
         print(f"Stopped by {stopped_by} at step {step} of {total}; the checkpoint at step "
-              f"{step} is in {ckpt.directory}. Launch the same command again to resume.",
-              flush=True)
-      return final
+              f"{step} is in {where}. Launch the same command again to resume.", flush=True)
+      return finals
   if _is_main():
-    print(f"Done: {step} iterations in {_fmt_time(time.time() - t_start)}; outputs in {workdir}",
-          flush=True)
-  return final
+    print(f"Done: {step} iterations in {_fmt_time(time.time() - t_start)}; outputs in "
+          f"{', '.join(workdirs) if num < 4 else os.path.dirname(workdirs[0])}", flush=True)
+  return finals
+
+
+def _restore_all(ckpts: list[checkpoint.Checkpointer], initials: list[GANState]
+                 ) -> list[tuple[GANState, dict] | None]:
+  return [ck.restore_latest_valid(init, report=_warn)
+          for ck, init in zip(ckpts, initials, strict=True)]
+
+
+def _label(name: str) -> str:
+  return f"[{name}] " if name else ""
+
+
+@dataclasses.dataclass(frozen=True)
+class _ReplicaGAN:
+  """hparams -> the GAN spec of one replica of a config (hashable, for the loop's cache)."""
+
+  config: Any
+  data_dim: int
+  batches_per_epoch: int
+
+  def __call__(self, hparams: dict[str, Any]) -> GAN:
+    return build.make_gan(self.config, data_dim=self.data_dim,
+                          batches_per_epoch=self.batches_per_epoch, hparams=hparams)
+
+  def __hash__(self):
+    return id(self)
 
 
 def train_sweep(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
-  """Every replica of ``config.sweep``, one after another, each in ``<workdir>/<replica>``.
+  """Every replica of ``config.sweep``, each a whole run in ``<workdir>/<replica>``.
 
-  Each replica is a whole run (its own checkpoints, metrics, samples and
-  evaluation), so launching the same workdir again resumes the unfinished ones
-  and passes over the finished. ``<workdir>/sweep.csv`` gets one row per finished
-  replica: its swept values and its final metrics row.
+  Replicas whose configs differ only in vmappable fields (seed, learning rates,
+  label smoothing, G loss) train together as one vmapped program; the others
+  one group after another. Each replica's sub-workdir holds what training it
+  alone would write (checkpoints, metrics, samples, evaluation), so launching
+  the same workdir again resumes the unfinished replicas and passes over the
+  finished. ``<workdir>/sweep.csv`` gets one row per finished replica: its
+  swept values and its final metrics row.
   """
   from gan_jax import sweep  # pylint: disable=import-outside-toplevel
   replicas = sweep.expand(config)
+  for replica in replicas:  # every replica's config is checked before any of them trains
+    validate_config(replica.config, len(_devices(replica.config)))
+  grouped = sweep.groups(replicas)
   if _is_main():
     os.makedirs(workdir, exist_ok=True)
-    print(f"Sweep of {len(replicas)} runs, one after another: "
-          f"{', '.join(r.name for r in replicas)}", flush=True)
+    print(f"Sweep of {len(replicas)} runs in {len(grouped)} group(s) of one program each: "
+          f"{'; '.join(', '.join(r.name for r in g) for g in grouped)}", flush=True)
   rows = []
-  for replica in replicas:  # every replica's config is checked before any of them trains
-    validate_config(replica.config, len(jax.devices()) if replica.config.parallel != "none"
-                    else 1)
-  for i, replica in enumerate(replicas):
-    sub = os.path.join(workdir, replica.name)
+  for i, group in enumerate(grouped):
+    subs = [os.path.join(workdir, r.name) for r in group]
     if _is_main():
-      print(f"[{i + 1}/{len(replicas)}] {replica.name} -> {sub}", flush=True)
-    train_and_evaluate(replica.config, sub)
+      print(f"[group {i + 1}/{len(grouped)}] {', '.join(r.name for r in group)} -> "
+            f"{workdir}/<replica>", flush=True)
+    train_group([r.config for r in group], subs, [r.name for r in group])
     if preemption.STOP.signal_name is not None:
-      break  # the replica saved a checkpoint and said so; the next launch goes on from it
+      break  # the group saved checkpoints and said so; the next launch goes on from them
     if _is_main():
-      with open(os.path.join(sub, "metrics.jsonl")) as f:
-        final = [json.loads(line) for line in f if line.strip()][-1]
-      rows.append({"replica": replica.name, **replica.values,
-                   **{k: v for k, v in final.items() if not isinstance(v, (list, dict))}})
+      for replica, sub in zip(group, subs, strict=True):
+        with open(os.path.join(sub, "metrics.jsonl")) as f:
+          final = [json.loads(line) for line in f if line.strip()][-1]
+        rows.append({"replica": replica.name, **replica.values,
+                     **{k: v for k, v in final.items() if not isinstance(v, (list, dict))}})
       sweep.write_summary(os.path.join(workdir, "sweep.csv"), rows)
   return rows

@@ -29,8 +29,15 @@ OVERRIDES = {
     "model.generator.hidden": "(32,)", "model.generator.init_scale": 0.3,
     "model.discriminator.hidden": "(16,16)", "model.discriminator.init_scale": 0.3,
 }
-# The launches compile with XLA's optimisations off (fast to compile; all runs alike).
-ENV = {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
+# The launches compile with XLA's optimisations off (fast to compile; all runs alike), and
+# share JAX's persistent compilation cache: every launch runs the same programs.
+ENV = {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",
+       "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache(tmp_path_factory):
+  ENV["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path_factory.mktemp("jax_cache"))
 
 
 def flags(workdir, tfds_dir, **changes):
@@ -217,9 +224,7 @@ def test_a_different_model_in_the_workdir_is_refused_before_training(reference, 
   assert result.returncode == 2 and "Traceback" not in result.stderr
   assert "model.discriminator.pieces: 5 in the checkpoint, 3 now" in result.stderr
   assert "Training" not in result.stdout  # refused before data or compilation
-  # Run length and intervals may change: this resumes and trains 50 more steps.
-  ok(launch(workdir, tfds_dir, num_train_steps=STEPS + 50, log_every=50))
-  assert max(steps_of(workdir)) == STEPS + 50 and STEPS in steps_of(workdir)
+  # (A changed run length is allowed: see the N + restart + N test.)
 
 
 def test_n_steps_then_a_restart_and_n_more_equal_2n_steps_bitwise(reference, tfds_dir,

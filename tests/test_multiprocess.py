@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from conftest import MNIST_DIR, ROOT, assert_trees_close, needs_mnist
 
-from gan_jax import checkpoint, train
+from gan_jax import checkpoint, sweep, train
 
 pytestmark = needs_mnist
 
@@ -119,25 +119,32 @@ def test_two_processes_train_like_one(tmp_path, tfds_dir, mnist):
   assert steps == [10, 20, 30, 40]  # the resumed run's rows follow the first run's, none repeated
 
 
-def test_a_sweep_that_changes_shapes_runs_each_replica_in_its_own_workdir(tmp_path, tfds_dir,
-                                                                         mnist):
+def test_a_sweep_trains_equal_shapes_as_one_program_and_other_shapes_apart(tmp_path, tfds_dir,
+                                                                           mnist, capsys):
   del mnist  # prepared in tfds_dir
   config = make_config(tfds_dir, 10)
   config.steps_per_call = config.log_every = config.eval_every = config.checkpoint_every = 10
-  config.sweep = "model.generator.hidden=(16,),(8,) seed=3"
-  rows = train.train_sweep(config, str(tmp_path))
-  names = ["hidden=16,seed=3", "hidden=8,seed=3"]
+  config.sweep = "model.generator.hidden=(16,),(8,) seed=3,4"
+  rows = train.train_sweep(config, str(tmp_path / "sweep"))
+  names = ["hidden=16,seed=3", "hidden=16,seed=4", "hidden=8,seed=3", "hidden=8,seed=4"]
   assert [r["replica"] for r in rows] == names
-  with open(tmp_path / "sweep.csv") as f:
+  assert capsys.readouterr().out.count("2 replicas vmapped in one program") == 2
+  with open(tmp_path / "sweep" / "sweep.csv") as f:
     lines = f.read().splitlines()
   assert lines[0].startswith("replica,model.generator.hidden,seed,step,")
-  assert len(lines) == 3 and lines[1].startswith('"hidden=16,seed=3","(16,)",3,10,')
-  for name, width in zip(names, (16, 8), strict=True):
-    ckpt = checkpoint.Checkpointer(str(tmp_path / name))
+  assert len(lines) == 5 and lines[1].startswith('"hidden=16,seed=3","(16,)",3,10,')
+  for name in names:
+    width, seed = int(name[7:].split(",")[0]), int(name[-1])
+    with open(tmp_path / "sweep" / name / "config.json") as f:
+      saved = json.load(f)
+    assert saved["model"]["generator"]["hidden"] == [width] and saved["seed"] == seed
+    assert os.path.exists(tmp_path / "sweep" / name / "samples" / "step_0000010.png")
+  # A vmapped replica (the second of its program) ends where training its config alone ends.
+  for replica in sweep.expand(config)[1:2]:
+    alone = train.train_and_evaluate(replica.config, str(tmp_path / "alone" / replica.name))
+    ckpt = checkpoint.Checkpointer(str(tmp_path / "sweep" / replica.name))
     try:
       assert ckpt.all_steps() == [10]
+      assert_trees_close(ckpt.restore(alone), alone, rtol=1e-5, atol=1e-6)
     finally:
       ckpt.close()
-    with open(tmp_path / name / "config.json") as f:
-      saved = json.load(f)
-    assert saved["model"]["generator"]["hidden"] == [width] and saved["seed"] == 3
