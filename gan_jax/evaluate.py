@@ -97,9 +97,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   schema.check(config, num_devices=1)  # evaluation runs on one device
   ckpt = checkpoint.Checkpointer(workdir)
   try:
-    if ckpt.latest_step() is not None:
-      from gan_jax import train  # pylint: disable=import-outside-toplevel
-      train.check_resumable(ckpt, config)
+    ckpt.check_resumable(config)
   finally:
     ckpt.close()
   dataset = data_lib.load(config.data)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from gan_jax import (build, checkpoint, data as data_lib, evaluate, preemption, schema,
+from gan_jax import (build, checkpoint, data as data_lib, evaluate, preemption, schema, sweep,
                      tensorboard, visualize)
 from gan_jax.errors import UserError
 from gan_jax.loop import ArraySource, TrainLoop
@@ -45,24 +45,6 @@ def prepare_workdir(workdir: str) -> None:
     raise UserError(f"The workdir {workdir!r} cannot be written ({e.strerror}: "
                     f"{e.filename or workdir}); pass a --workdir where this user may create "
                     f"files.") from e
-
-
-def check_resumable(ckpt: checkpoint.Checkpointer, config: ml_collections.ConfigDict) -> None:
-  """Refuse to resume a checkpoint made with a different model, game or data set."""
-  saved = ckpt.saved_config()
-  if saved is None:
-    return
-  refused, noticed = schema.resume_differences(saved, config)
-  if refused:
-    shown = "; ".join(refused[:6]) + ("; ..." if len(refused) > 6 else "")
-    raise UserError(
-        f"The workdir {ckpt.workdir!r} holds checkpoints (newest: step {ckpt.latest_step()}) of "
-        f"a run with different settings, which this run would resume: {shown}. Launch with "
-        f"the checkpoint's settings to resume it, or pass another --workdir to start a new "
-        f"run. (Run length, log/eval/checkpoint intervals, evaluation settings and the "
-        f"optimizers' hyperparameters may change between launches.)")
-  if noticed and _is_main():
-    print(f"Resuming with changed optimizer settings: {'; '.join(noticed)}.", flush=True)
 
 
 def chunk_length(config: ml_collections.ConfigDict) -> int:
@@ -247,7 +229,7 @@ def train_group(configs: list[ml_collections.ConfigDict], workdirs: list[str],
            for c, w in zip(configs, workdirs, strict=True)]
   try:
     for ckpt, config in zip(ckpts, configs, strict=True):
-      check_resumable(ckpt, config)
+      ckpt.check_resumable(config)
     return _train(configs, workdirs, names, tuple(devices), ckpts)
   except _Misaligned:
     pass
@@ -297,7 +279,6 @@ def _train(configs: list[ml_collections.ConfigDict], workdirs: list[str], names:
   recorders = [_Recorder(w, start) for w in workdirs] if _is_main() else []
   evaluator = evaluate.Evaluator(config, dataset) if _is_main() else None
 
-  from gan_jax import sweep  # pylint: disable=import-outside-toplevel
   chunk = chunk_length(config)
   source = ArraySource(len(dataset.train))
   replica_gan = None
@@ -417,9 +398,13 @@ def _train(configs: list[ml_collections.ConfigDict], workdirs: list[str], names:
                   f"D loss {means['d_loss']:.4f}  G loss {means['g_loss']:.4f}  D(x) "
                   f"{means['d_real']:.3f}  D(G(z)) {means['d_fake']:.3f}", flush=True)
         pending = []
-      if (step % config.eval_every == 0 or done) and _is_main():
+      eval_due = step % config.eval_every == 0 or done
+      ckpt_due = step % config.checkpoint_every == 0 or done
+      # One host copy of the state serves both this chunk's evaluation and its checkpoint.
+      hosts = host_states(dstate) if ckpt_due or (eval_due and _is_main()) else None
+      if eval_due and _is_main():
         t_eval = time.time()
-        for i, host in enumerate(host_states(dstate)):
+        for i, host in enumerate(hosts):
           rows[i].update(_evaluate(gans[i], host, dataset, evaluator, recorders[i], workdirs[i],
                                    fixed_z[i], jax.random.fold_in(roots[i], 3)))
         t_last += time.time() - t_eval  # keep evaluation out of the it/s figure
@@ -428,12 +413,12 @@ def _train(configs: list[ml_collections.ConfigDict], workdirs: list[str], names:
           if not row:
             continue
           recorders[i].log(row)
-          if step % config.eval_every == 0 or done:
+          if eval_due:
             visualize.plot_curves([r for r in recorders[i].rows if "d_loss" in r],
                                   os.path.join(workdirs[i], "curves.png"))
             visualize.plot_eval(recorders[i].rows, os.path.join(workdirs[i], "eval.png"))
-      if step % config.checkpoint_every == 0 or done:
-        save(host_states(dstate))
+      if ckpt_due:
+        save(hosts)
     finals = host_states(dstate)
     if stopped_by is not None:
       save(finals)
@@ -485,7 +470,6 @@ def train_sweep(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   finished. ``<workdir>/sweep.csv`` gets one row per finished replica: its
   swept values and its final metrics row.
   """
-  from gan_jax import sweep  # pylint: disable=import-outside-toplevel
   replicas = sweep.expand(config)
   for replica in replicas:  # every replica's config is checked before any of them trains
     validate_config(replica.config, len(_devices(replica.config)))
