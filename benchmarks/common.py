@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import pathlib
 import statistics
 import time
@@ -12,6 +13,23 @@ import jax
 import jax.numpy as jnp
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def machine_line() -> str:
+  """The CPU model, core count and the vector/matrix flags that decide matmul speed."""
+  model, flags = "unknown CPU", set()
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name") and model == "unknown CPU":
+          model = line.split(":", 1)[1].strip()
+        elif line.startswith("flags") and not flags:
+          flags = set(line.split(":", 1)[1].split())
+  except OSError:
+    pass
+  shown = sorted(f for f in flags if f.startswith(("avx512_bf16", "amx", "avx512f", "avx2",
+                                                   "fma", "avx512_vnni")))
+  return (f"# machine: {model}, {os.cpu_count()} cores; flags: {' '.join(shown) or 'none of note'}")
 
 
 def load_config(path: str, arg: str | None = None):

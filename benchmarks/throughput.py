@@ -143,16 +143,21 @@ def main():
   flops = common.iteration_flops(gan, batch, DATA_DIM)
   no_drop = dataclasses.replace(gan, discriminator=gan.discriminator.clone(
       input_keep=1.0, hidden_keep=1.0))
+  no_ema = dataclasses.replace(gan, ema_decay=0.0)
   runners = {
-      "lax.scan loop (TrainLoop)": scan_runner(gan, data, batch, args.chunk),
+      f"lax.scan loop (TrainLoop){', EMA of G' if gan.has_ema else ''}":
+          scan_runner(gan, data, batch, args.chunk),
       "Python loop over jitted 1-iteration step": per_step_runner(gan, data, batch, args.chunk),
       "naive: host batches -> jitted train_step": naive_runner(gan, data, batch, args.chunk),
       "lax.scan loop, dropout off": scan_runner(no_drop, data, batch, args.chunk),
   }
+  if gan.has_ema:  # what keeping G's EMA costs
+    runners["lax.scan loop, no EMA"] = scan_runner(no_ema, data, batch, args.chunk)
   rates = interleaved_rates(runners, args.chunk, args.repeats)
   peak_after = common.matmul_gflops()
   ceiling = 1.0 / common.shape_matched_seconds(common.iteration_matmul_shapes(gan, batch, DATA_DIM))
 
+  print(common.machine_line())
   print(f"# {args.config}: update_rule={gan.update_rule}, k={gan.k}, global batch {batch}, "
         f"{jax.device_count()} {jax.devices()[0].platform} device(s), jax {jax.__version__}")
   print(f"# matmul FLOPs per iteration: {flops / 1e9:.3f} G counted, "
@@ -170,9 +175,11 @@ def main():
     rows[-1].append(f"{100 * rate / ceiling:.0f}%")
   common.print_table(["loop", "it/s", "ms/it", "GFLOP/s", "of matmul peak",
                       "of shape-matched ceiling"], rows)
-  scan, per_step, naive, scan_nodrop = rates.values()
+  scan, per_step, naive, scan_nodrop = list(rates.values())[:4]
   print(f"\nscan / per-step: {scan / per_step:.2f}x   scan / naive: {scan / naive:.2f}x   "
-        f"dropout's share of an iteration: {100 * (1 - scan / scan_nodrop):.0f}%\n")
+        f"dropout's share of an iteration: {100 * (1 - scan / scan_nodrop):.0f}%"
+        + (f"   EMA's share: {100 * (1 - scan / rates['lax.scan loop, no EMA']):.0f}%"
+           if gan.has_ema else "") + "\n")
   rows = []
   for impl in ("threefry2x32", "rbg", "unsafe_rbg"):
     rows.append([impl, f"{mask_ms(gan, batch, impl, False):.2f}",

@@ -1,16 +1,23 @@
 """gan_jax: generative adversarial nets as pure, composable JAX functions."""
 
-from gan_jax.losses import discriminator_loss, generator_loss, value_function
-from gan_jax.models import MaxoutDiscriminator, MLPGenerator, marginal_output_bias
-from gan_jax.state import GAN, GANState, init_state, sample_latent
-from gan_jax.steps import d_step, g_step, simultaneous_step, train_step
+from gan_jax import losses
+from gan_jax.losses import (D_LOSSES, G_LOSSES, GradientPenalty, R1, discriminator_loss,
+                            generator_loss, value_function)
+from gan_jax.models import (ConvDiscriminator, ConvGenerator, MaxoutDiscriminator, MLPGenerator,
+                            marginal_output_bias)
+from gan_jax.state import (GAN, GANState, PlayerState, init_state, sample_latent,
+                           set_hparams)
+from gan_jax.steps import (apply_player, d_step, g_step, generate, simultaneous_step,
+                           train_step)
 from gan_jax.loop import ArraySource, SamplerSource, TrainLoop, iteration_inputs, run_chunk
 
 __all__ = [
-    "GAN", "GANState", "init_state", "sample_latent",
-    "d_step", "g_step", "simultaneous_step", "train_step",
+    "GAN", "GANState", "PlayerState", "init_state", "sample_latent", "set_hparams",
+    "d_step", "g_step", "simultaneous_step", "train_step", "generate", "apply_player",
     "TrainLoop", "ArraySource", "SamplerSource", "iteration_inputs", "run_chunk",
+    "losses", "D_LOSSES", "G_LOSSES", "R1", "GradientPenalty",
     "discriminator_loss", "generator_loss", "value_function",
-    "MLPGenerator", "MaxoutDiscriminator", "marginal_output_bias",
+    "MLPGenerator", "MaxoutDiscriminator", "ConvGenerator", "ConvDiscriminator",
+    "marginal_output_bias",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

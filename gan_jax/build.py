@@ -7,7 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gan_jax import models, optim
+from gan_jax import losses, models, optim
 from gan_jax.state import GAN, GANState, init_state
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -26,17 +26,25 @@ def make_discriminator(cfg: Any, dtype: str) -> models.MaxoutDiscriminator:
                                     dtype=DTYPES[dtype])
 
 
+def make_regularizer(gan_cfg: Any) -> Any:
+  """D's regulariser from ``gan.r1_gamma`` / ``gan.gp_weight`` (0 = off; the schema allows one)."""
+  if gan_cfg.get("r1_gamma", 0.0):
+    return losses.R1(float(gan_cfg.r1_gamma))
+  if gan_cfg.get("gp_weight", 0.0):
+    return losses.GradientPenalty(float(gan_cfg.gp_weight))
+  return None
+
+
 def make_gan(config: Any, *, data_dim: int, batches_per_epoch: int,
-             hparams: dict[str, Any] | None = None) -> GAN:
+             g_loss: Any = None, d_loss: Any = None) -> GAN:
   """The GAN spec of an experiment config (sections ``model``, ``optimizer``, ``gan``).
 
   ``batches_per_epoch``: real minibatches in one pass over the training set. Epoch-based
   schedules count optimizer updates: D makes one per minibatch, G one per iteration
   (k minibatches in the alternating mode, one when simultaneous).
-  ``hparams``: one sweep replica's (possibly traced) values of the vmappable fields,
-  as ``gan_jax.sweep.hparams`` gives them; they replace the config's.
+  ``g_loss`` / ``d_loss`` replace the config's (a sweep group passes the tuple of
+  its replicas' losses; each replica's state picks one).
   """
-  hp = hparams or {}
   model = config.model
   d_opt_cfg = config.optimizer
   g_opt_cfg = config.get("g_optimizer") or config.optimizer
@@ -44,30 +52,60 @@ def make_gan(config: Any, *, data_dim: int, batches_per_epoch: int,
   return GAN(
       generator=make_generator(model.generator, data_dim, model.dtype),
       discriminator=make_discriminator(model.discriminator, model.dtype),
-      g_optimizer=optim.make_optimizer(g_opt_cfg, steps_per_epoch=max(batches_per_epoch // k, 1),
-                                       learning_rate=hp.get("g_learning_rate")),
-      d_optimizer=optim.make_optimizer(d_opt_cfg, steps_per_epoch=batches_per_epoch,
-                                       learning_rate=hp.get("d_learning_rate")),
+      g_optimizer=optim.make_optimizer(g_opt_cfg, steps_per_epoch=max(batches_per_epoch // k, 1)),
+      d_optimizer=optim.make_optimizer(d_opt_cfg, steps_per_epoch=batches_per_epoch),
       latent_dim=model.latent_dim,
-      latent_dist=model.latent_dist,
-      g_loss=hp.get("g_loss", config.gan.g_loss),
-      real_label=hp.get("real_label", config.gan.real_label),
+      latent_dist=model.get("latent_dist", "uniform"),
+      g_loss=config.gan.g_loss if g_loss is None else g_loss,
+      d_loss=config.gan.get("d_loss", "bce") if d_loss is None else d_loss,
+      d_regularizer=make_regularizer(config.gan),
+      real_label=config.gan.real_label,
+      ema_decay=config.gan.get("ema_decay", 0.0),
       k=config.gan.k,
       update_rule=config.gan.update_rule,
   )
 
 
-def make_gan_and_state(config: Any, dataset: Any) -> tuple[GAN, jax.Array, GANState]:
+def replica_hparams(config: Any) -> dict[str, Any]:
+  """A config's per-replica values, as ``state.set_hparams`` takes them."""
+  g_opt = config.get("g_optimizer") or config.optimizer
+  return {"real_label": config.gan.real_label, "ema_decay": config.gan.get("ema_decay", 0.0),
+          "g_loss": config.gan.g_loss, "d_loss": config.gan.get("d_loss", "bce"),
+          "d_learning_rate": config.optimizer.learning_rate,
+          "g_learning_rate": g_opt.learning_rate}
+
+
+def _choices(values: list[Any]) -> Any:
+  unique = tuple(dict.fromkeys(values))
+  return unique[0] if len(unique) == 1 else unique
+
+
+def make_group_gan(configs: list[Any], *, data_dim: int, batches_per_epoch: int) -> GAN:
+  """One spec for configs that differ only in per-replica values (``sweep.VMAPPABLE``).
+
+  Their G and D losses become tuples of choices when they differ; the rest of
+  the spec is the first config's (its numbers are only initial values).
+  """
+  return make_gan(configs[0], data_dim=data_dim, batches_per_epoch=batches_per_epoch,
+                  g_loss=_choices([c.gan.g_loss for c in configs]),
+                  d_loss=_choices([c.gan.get("d_loss", "bce") for c in configs]))
+
+
+def make_gan_and_state(config: Any, dataset: Any, gan: GAN | None = None
+                       ) -> tuple[GAN, jax.Array, GANState]:
   """The spec, the run's root key and its initial state, for ``config`` on ``dataset``.
 
-  ``dataset``: a ``gan_jax.data.Dataset`` (flat uint8 images). G's output bias is
-  set from the training pixels' marginals when the config asks for it.
+  ``dataset``: a ``gan_jax.data.Dataset`` (flat uint8 images). ``gan``: a shared
+  spec (a sweep group's); default: the config's own. G's output bias is set from
+  the training pixels' marginals when the config asks for it.
   """
-  gan = make_gan(config, data_dim=dataset.dim,
-                 batches_per_epoch=len(dataset.train) // config.batch_size)
+  if gan is None:
+    gan = make_gan(config, data_dim=dataset.dim,
+                   batches_per_epoch=len(dataset.train) // config.batch_size)
   bias = None
   if config.model.generator.get("output_bias") == "marginals":
     bias = models.marginal_output_bias(dataset.train.mean(0) / 255.0)
   root_key = jax.random.key(config.seed)
-  state = init_state(gan, jax.random.fold_in(root_key, 0), dataset.train[:1], g_output_bias=bias)
+  state = init_state(gan, jax.random.fold_in(root_key, 0), dataset.train[:1], g_output_bias=bias,
+                     hparams=replica_hparams(config))
   return gan, root_key, state

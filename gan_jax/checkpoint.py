@@ -31,7 +31,7 @@ import orbax.checkpoint as ocp
 
 from gan_jax import schema
 from gan_jax.errors import UserError
-from gan_jax.state import GANState
+from gan_jax.state import LAYOUT_VERSION, GANState
 
 
 TMP_MARKER = ".orbax-checkpoint-tmp"  # in the name of a checkpoint being written
@@ -39,6 +39,10 @@ TMP_MARKER = ".orbax-checkpoint-tmp"  # in the name of a checkpoint being writte
 
 class DamagedCheckpoint(Exception):
   """A checkpoint that cannot be read back as it was written."""
+
+
+class OldLayout(UserError):
+  """A checkpoint of an earlier ``GANState`` layout, which this version does not resume."""
 
 
 def _path_name(path: Any) -> str:
@@ -111,7 +115,7 @@ class Checkpointer:
     host = host_copy(state)
     step = int(host.step)
     if step not in self._manager.all_steps():
-      custom = {**(metadata or {}), "sha256": tree_digest(host)}
+      custom = {**(metadata or {}), "sha256": tree_digest(host), "layout": LAYOUT_VERSION}
       self._manager.save(step, args=ocp.args.StandardSave(host), custom_metadata=custom)
       self._manager.wait_until_finished()
     return step
@@ -120,15 +124,21 @@ class Checkpointer:
     """What ``save`` stored beside the arrays of ``step`` ({} if nothing)."""
     return dict(self._manager.metadata(step).custom_metadata or {})
 
-  def restore(self, like: GANState | None, step: int | None = None) -> GANState:
+  def restore(self, like: GANState | None, step: int | None = None, *,
+              check_layout: bool = True) -> GANState:
     """The checkpoint at ``step`` (default: latest) as host arrays, shaped like ``like``.
 
     ``like=None`` reads the arrays back as the nested dicts they were saved as.
 
     Raises ``DamagedCheckpoint`` when it cannot be read or its arrays do not
-    match the digest recorded when it was written.
+    match the digest recorded when it was written, and ``OldLayout`` (a
+    ``UserError``) for a checkpoint of another state layout.
     """
     step = self.latest_step() if step is None else step
+    if check_layout and self.layout(step) not in (None, LAYOUT_VERSION):
+      raise OldLayout(f"The checkpoint at step {step} in {self.directory} has state layout "
+                      f"{self.layout(step)}; this gan_jax reads layout {LAYOUT_VERSION}. Pass "
+                      f"another --workdir to start a new run.")
     target = None if like is None else host_copy(like)  # NumPy leaves: read back as NumPy
     try:
       expected = self.metadata(step).get("sha256")
@@ -185,6 +195,38 @@ class Checkpointer:
     self._manager.reload()
     return target
 
+  def layout(self, step: int) -> int | None:
+    """The state layout version a checkpoint records (1 for those written before versions
+    were recorded), or None when its metadata cannot be read."""
+    try:
+      return int(self.metadata(step).get("layout", 1))
+    except Exception:  # pylint: disable=broad-except  # unreadable: the restore reports it
+      return None
+
+  def check_layout(self) -> None:
+    """Refuse, in one paragraph, a workdir whose newest checkpoint has another state layout."""
+    step = self.latest_step()
+    if step is None:
+      return
+    found = self.layout(step)
+    if found is None or found == LAYOUT_VERSION:
+      return
+    raise OldLayout(
+        f"The workdir {self.workdir!r} holds checkpoints (newest: step {step}) written with "
+        f"state layout {found}, and this gan_jax writes and resumes layout {LAYOUT_VERSION} "
+        f"(each player's params, variable collections and optimizer state, G's EMA and the "
+        f"per-replica hyperparameters). Training cannot resume them: pass another --workdir "
+        f"to start a new run, or continue this one with gan_jax 0.1.0. "
+        f"'--mode=eval' still scores their generator (its raw parameters).")
+
+  def restore_generator_params(self, step: int | None = None) -> Any:
+    """G's parameters from a checkpoint of any layout (digest verified), as host arrays."""
+    step = self.latest_step() if step is None else step
+    tree = self.restore(None, step, check_layout=False)
+    if "g" in tree and isinstance(tree["g"], dict) and "params" in tree["g"]:
+      return tree["g"]["params"]
+    return tree["g_params"]
+
   def saved_config(self) -> dict[str, Any] | None:
     """The config that the newest checkpoint was made with, if it can be read.
 
@@ -206,11 +248,13 @@ class Checkpointer:
     except (OSError, ValueError):
       return None
 
-  def check_resumable(self, config: Any) -> None:
+  def check_resumable(self, config: Any, *, check_layout: bool = True) -> None:
     """Refuse to resume a checkpoint made with a different model, game or data set.
 
     Prints (on process 0) the optimizer settings that changed, which are allowed.
     """
+    if check_layout:
+      self.check_layout()
     saved = self.saved_config()
     if saved is None:
       return

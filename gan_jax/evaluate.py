@@ -3,7 +3,6 @@ metrics on the features of an MNIST classifier."""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from typing import Any
@@ -12,24 +11,28 @@ import jax
 import ml_collections
 import numpy as np
 
-from gan_jax import build, checkpoint, data as data_lib, schema
+from gan_jax import build, checkpoint, data as data_lib, schema, steps
 from gan_jax.errors import UserError
 from gan_jax.evaluation import classifier, metrics, parzen
-from gan_jax.state import GAN, GANState, sample_latent
+from gan_jax.state import LAYOUT_VERSION, GAN, GANState, sample_latent
 
 NUM_SAMPLES = 10_000  # the authors' protocol: 10k kernel centres,
 NUM_VALIDATION = 1_000  # sigma chosen on the first 1k validation images,
 # and the whole test set for the reported mean.
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _apply_generator(gan: GAN, g_params: Any, z: jax.Array) -> jax.Array:
-  return gan.generator.apply({"params": g_params}, z)
+EMA_PREFIX = "ema_"  # metrics of the EMA generator: ema_parzen_ll, ema_frechet_distance, ...
+
+_generate = jax.jit(steps.generate, static_argnums=0, static_argnames="ema")
 
 
-def generate(gan: GAN, g_params: Any, z: jax.Array, batch: int = 2_000) -> np.ndarray:
-  """G(z) for noise ``z`` [n, latent], as a float32 NumPy array [n, features]."""
-  return np.concatenate([np.asarray(_apply_generator(gan, g_params, z[i:i + batch]))
+def generate(gan: GAN, state: GANState, z: jax.Array, *, ema: bool | None = None,
+             batch: int = 2_000) -> np.ndarray:
+  """G(z) in inference mode for noise ``z`` [n, latent], as float32 NumPy [n, features].
+
+  ``ema``: as ``gan_jax.generate`` (None: the EMA when the state keeps one).
+  """
+  return np.concatenate([np.asarray(_generate(gan, state, z[i:i + batch], ema=ema))
                          for i in range(0, len(z), batch)])
 
 
@@ -59,9 +62,11 @@ class Evaluator:
   def active(self) -> bool:
     return self.parzen or self.scorer is not None
 
-  def __call__(self, gan: GAN, state: GANState, key: jax.Array) -> dict[str, Any]:
-    """The metrics of ``state``'s generator, as a flat dict (plus the class histogram)."""
-    samples = generate(gan, state.g_params, sample_latent(gan, key, (self.num_samples,)))
+  def __call__(self, gan: GAN, state: GANState, key: jax.Array, *, ema: bool = False
+               ) -> dict[str, Any]:
+    """The metrics of ``state``'s generator (its EMA with ``ema=True``), as a flat dict
+    (plus the class histogram). Raw and EMA generators see the same noise."""
+    samples = generate(gan, state, sample_latent(gan, key, (self.num_samples,)), ema=ema)
     out: dict[str, Any] = {"step": int(state.step)}
     if self.parzen:
       res = parzen.parzen_evaluate(samples, self.dataset.validation[:NUM_VALIDATION] / 255.0,
@@ -72,8 +77,38 @@ class Evaluator:
     return out
 
 
+def summary(result: dict[str, Any]) -> str:
+  """One line of one generator's metrics, for the console."""
+  parts = []
+  if "parzen_ll" in result:
+    parts.append(f"Parzen log-likelihood {result['parzen_ll']:.1f} ± "
+                 f"{result['parzen_ll_stderr']:.1f} nats (sigma {result['parzen_sigma']:.3f})")
+  if "frechet_distance" in result:
+    parts.append(f"FD {result['frechet_distance']:.2f}, classifier score "
+                 f"{result['classifier_score']:.2f}, precision {result['precision']:.3f}, "
+                 f"recall {result['recall']:.3f}, {result['classes_covered']}/10 digits covered")
+  return "; ".join(parts)
+
+
+def split_generators(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+  """{"raw G": metrics, "EMA of G": metrics} of a result holding ``ema_``-prefixed keys."""
+  raw = {k: v for k, v in result.items() if not k.startswith(EMA_PREFIX)}
+  ema = {k[len(EMA_PREFIX):]: v for k, v in result.items() if k.startswith(EMA_PREFIX)}
+  return {"raw G": raw, "EMA of G": {"step": result["step"], **ema}} if ema else {"G": raw}
+
+
 def format_table(workdir: str, result: dict[str, Any]) -> str:
-  """A Markdown table of one evaluation."""
+  """A Markdown table of one evaluation: one column per generator (raw, and EMA if kept)."""
+  columns = split_generators(result)
+  tables = [_rows(workdir, r) for r in columns.values()]
+  head = "| metric | " + " | ".join(columns) + " |"
+  lines = [head, "|---|" + "---|" * len(columns)]
+  for i, (name, _) in enumerate(tables[0]):
+    lines.append(f"| {name} | " + " | ".join(t[i][1] for t in tables) + " |")
+  return "\n".join(lines)
+
+
+def _rows(workdir: str, result: dict[str, Any]) -> list[tuple[str, str]]:
   rows = [("workdir", workdir), ("step", str(result["step"]))]
   if "parzen_ll" in result:
     rows += [("Parzen log-likelihood (nats)",
@@ -89,20 +124,34 @@ def format_table(workdir: str, result: dict[str, Any]) -> str:
                  if covered < 10 else "")),
              ("class KL to uniform (nats, 0 = balanced)", f"{result['class_kl_to_uniform']:.4f}"),
              ("class histogram (0-9)", " ".join(map(str, result["class_histogram"])))]
-  return "\n".join(["| metric | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])
+  return rows
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Evaluate the newest checkpoint in ``workdir``; print a table and write eval.json."""
+  """Evaluate the newest checkpoint in ``workdir``; print a table and write eval.json.
+
+  With an EMA of G in the state, both generators are scored (the EMA's metrics
+  under ``ema_`` keys).
+  """
   schema.check(config, num_devices=1)  # evaluation runs on one device
   ckpt = checkpoint.Checkpointer(workdir)
   try:
-    ckpt.check_resumable(config)
+    newest = ckpt.latest_step()
+    legacy = newest is not None and ckpt.layout(newest) not in (None, LAYOUT_VERSION)
+    ckpt.check_resumable(config, check_layout=False)
+    dataset = data_lib.load(config.data)
+    gan, root, like = build.make_gan_and_state(config, dataset)
+    if legacy:  # an earlier layout: its generator's raw parameters are all evaluation needs
+      g_params = ckpt.restore_generator_params(newest)
+      state = like.replace(step=np.asarray(newest, np.int32),
+                           g=like.g.replace(params=jax.tree.map(np.asarray, g_params)),
+                           ema_params=None)
+      print(f"The checkpoint at step {newest} has state layout {ckpt.layout(newest)}; scoring "
+            f"its generator's raw parameters.", flush=True)
   finally:
     ckpt.close()
-  dataset = data_lib.load(config.data)
-  gan, root, like = build.make_gan_and_state(config, dataset)
-  state = checkpoint.restore_latest(workdir, like)
+  if not legacy:
+    state = checkpoint.restore_latest(workdir, like)
   if state is None:
     raise UserError(f"There is no checkpoint in {os.path.join(workdir, 'checkpoints')}; train "
                     f"first (python launch.py --config=... --workdir={workdir}) or pass the "
@@ -111,7 +160,11 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   if not evaluator.active:
     raise UserError("config.evaluation turns every metric off (parzen and classifier_metrics "
                     "are both False); enable one, e.g. --config.evaluation.parzen=True.")
-  result = evaluator(gan, state, jax.random.fold_in(root, 3))
+  key = jax.random.fold_in(root, 3)
+  result = evaluator(gan, state, key)
+  if state.ema_params is not None:  # the EMA generator too, on the same noise
+    result.update({EMA_PREFIX + k: v for k, v in evaluator(gan, state, key, ema=True).items()
+                   if k != "step"})
   tmp = os.path.join(workdir, "eval.json.tmp")
   with open(tmp, "w") as f:
     json.dump(result, f, indent=2)

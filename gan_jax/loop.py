@@ -189,11 +189,11 @@ class TrainLoop:
   per-device function over a 1-D mesh of ``devices``) or ``"none"`` (jit on
   the first device).
 
-  Sweeps: with ``replica_gan`` set (a function from one replica's hyperparameters
-  to its spec), the state, the key and the hyperparameters passed to each call
-  carry a leading replica axis and the chunk is ``jax.vmap``-ed over it, inside
-  the data parallelism: R GANs train as one program. ``gan`` then only names
-  the shared structure (``replica_gan`` of any replica's values). ``devices`` defaults to all devices of all processes
+  Sweeps: with ``vmapped=True`` the state and the key passed to each call carry
+  a leading replica axis and the chunk is ``jax.vmap``-ed over it, inside the
+  data parallelism: R GANs of one spec train as one program, each with its own
+  hyperparameters from its state (``GANState.hparams``, the optimizers'
+  injected learning rates). ``devices`` defaults to all devices of all processes
   (``jax.devices()``): in a multi-process run each process places and feeds
   its own local devices, and the collectives span every process.
   """
@@ -204,7 +204,7 @@ class TrainLoop:
   steps_per_call: int
   parallel: str = "pmap"
   devices: tuple[Any, ...] | None = None
-  replica_gan: Callable[[Any], GAN] | None = None
+  vmapped: bool = False
 
   def __post_init__(self):
     if self.parallel not in PARALLEL_MODES:
@@ -237,16 +237,13 @@ class TrainLoop:
     return Mesh(np.array(self.device_list), (AXIS,))
 
   def _chunk(self, device_index, num_devices, axis_name):
-    """(state, data, key, hparams) -> (state, metrics) for this device's share."""
+    """(state, data, key) -> (state, metrics) for this device's share."""
     kw = dict(num_steps=self.steps_per_call, global_batch=self.global_batch,
               device_index=device_index, num_devices=num_devices, axis_name=axis_name)
-    if self.replica_gan is None:
-      return lambda state, data, key, hparams: run_chunk(self.gan, self.source, state, data,
-                                                         key, **kw)
 
-    def one_replica(state, data, key, hparams):
-      return run_chunk(self.replica_gan(hparams), self.source, state, data, key, **kw)
-    return jax.vmap(one_replica, in_axes=(0, None, 0, 0))
+    def chunk(state, data, key):
+      return run_chunk(self.gan, self.source, state, data, key, **kw)
+    return jax.vmap(chunk, in_axes=(0, None, 0)) if self.vmapped else chunk
 
   @functools.cached_property
   def _compiled(self):
@@ -254,15 +251,15 @@ class TrainLoop:
     if self.parallel == "none":
       return jax.jit(self._chunk(0, 1, None), donate_argnums=0)
 
-    def per_device(state, data, key, hparams):
-      return self._chunk(lax.axis_index(AXIS), n, AXIS)(state, data, key, hparams)
+    def per_device(state, data, key):
+      return self._chunk(lax.axis_index(AXIS), n, AXIS)(state, data, key)
     if self.parallel == "pmap":
-      return jax.pmap(per_device, axis_name=AXIS, in_axes=(0, 0, None, None),
+      return jax.pmap(per_device, axis_name=AXIS, in_axes=(0, 0, None),
                       donate_argnums=0, devices=self.device_list)
     # check_vma=False: the step averages its own gradients with lax.pmean, exactly
     # as under pmap. With varying-axis checks on, the gradient of a replicated
     # parameter would already arrive summed over devices and be reduced twice.
-    return jax.jit(jax.shard_map(per_device, mesh=self.mesh, in_specs=(P(), P(), P(), P()),
+    return jax.jit(jax.shard_map(per_device, mesh=self.mesh, in_specs=(P(), P(), P()),
                                  out_specs=(P(), P()), check_vma=False), donate_argnums=0)
 
   def _put(self, tree):
@@ -295,14 +292,12 @@ class TrainLoop:
       return x.addressable_data(0)  # replicated: any local shard is the whole value
     return x
 
-  def __call__(self, dstate: GANState, data: Any, key: jax.Array, hparams: Any = None
+  def __call__(self, dstate: GANState, data: Any, key: jax.Array
                ) -> tuple[GANState, Metrics]:
     """Run ``steps_per_call`` iterations. ``dstate`` is donated: use the returned one.
 
-    With ``replica_gan``: ``key`` is ``[R]`` keys and ``hparams`` a tree of ``[R]``
-    arrays; the metrics come back ``[R, steps_per_call]``.
+    With ``vmapped``: the state has a leading replica axis R and ``key`` is ``[R]``
+    keys; the metrics come back ``[R, steps_per_call]``.
     """
-    if (self.replica_gan is None) != (hparams is None):
-      raise ValueError("hparams must be given exactly when the loop has a replica_gan.")
-    dstate, metrics = self._compiled(dstate, data, key, hparams)
+    dstate, metrics = self._compiled(dstate, data, key)
     return dstate, self.get_state(metrics)

@@ -1,17 +1,40 @@
-"""The GAN value function and the players' losses, computed from logits.
+"""GAN losses and D's regularisers, as plain functions of the players' outputs.
 
-D returns a logit l; D(x) = sigmoid(l). Every quantity below is written with
+D returns one real number per example: a logit (D(x) = sigmoid(l)) for the
+paper's game, a critic value for the Wasserstein game. The losses below take
+those raw outputs; every log-probability is written with
 ``jax.nn.log_sigmoid`` (log D = log_sigmoid(l), log(1 - D) = log_sigmoid(-l)),
-which stays finite, with finite gradients, for logits of any magnitude.
+so they stay finite, with finite gradients, for outputs of any magnitude.
+
+Signatures (built-in losses and any callable a ``GAN`` is given):
+
+- D loss: ``d_loss(real_out [m], fake_out [m], *, real_label) -> scalar``, where
+  ``real_label`` is a float32 scalar, D's target for real data (1 unless
+  one-sided label smoothing). Losses without a target (hinge, Wasserstein)
+  ignore it.
+- G loss: ``g_loss(fake_out [m]) -> scalar``.
+- D regulariser: ``reg(d_fn, real [m, ...], fake [m, ...], rng) -> scalar``,
+  where ``d_fn(x) -> out [m]`` is D in training mode with the parameters being
+  differentiated (its variable-collection updates are discarded).
+
+By name: ``D_LOSSES`` and ``G_LOSSES``. ``"non_saturating"`` and ``"minimax"``
+name the same D loss (the paper's BCE, also ``"bce"``); they differ for G.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Callable, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-G_LOSS_KINDS = ("minimax", "non_saturating")
+DLoss = Callable[..., jax.Array]
+GLoss = Callable[[jax.Array], jax.Array]
+Regularizer = Callable[[Callable[[jax.Array], jax.Array], jax.Array, jax.Array, jax.Array],
+                       jax.Array]
 
 
 def binary_cross_entropy(logits: jax.Array, label: float | jax.Array) -> jax.Array:
@@ -20,9 +43,12 @@ def binary_cross_entropy(logits: jax.Array, label: float | jax.Array) -> jax.Arr
            (1.0 - label) * jax.nn.log_sigmoid(-logits))
 
 
+# --- D losses ---------------------------------------------------------------
+
+
 def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array, *,
-                       real_label: float = 1.0) -> jax.Array:
-  """D's loss: mean BCE over the joint batch, label ``real_label`` for data, 0 for samples.
+                       real_label: float | jax.Array = 1.0) -> jax.Array:
+  """D's BCE: label ``real_label`` for data, 0 for samples (the paper's D loss).
 
   Equals 0.5 * (BCE(real_label, D(x)) + BCE(0, D(G(z)))), the authors' form; with
   ``real_label == 1`` and equal batch sizes it is -V(D, G) / 2, so minimising it
@@ -33,25 +59,167 @@ def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array, *,
                 jnp.mean(binary_cross_entropy(fake_logits, 0.0)))
 
 
-def generator_loss(fake_logits: jax.Array, *, kind: str) -> jax.Array:
-  """G's loss on D's logits for generated samples.
+def d_hinge(real_out: jax.Array, fake_out: jax.Array, *,
+            real_label: float | jax.Array = 1.0) -> jax.Array:
+  """Hinge D loss: mean relu(1 - D(x)) + mean relu(1 + D(G(z))) (``real_label`` unused)."""
+  del real_label
+  return jnp.mean(jax.nn.relu(1.0 - real_out)) + jnp.mean(jax.nn.relu(1.0 + fake_out))
 
-  Args:
-    fake_logits: D's logits for G(z).
-    kind: ``"minimax"``: mean log(1 - D(G(z))), the saturating form of eq. 1;
-      ``"non_saturating"``: -mean log D(G(z)), i.e. BCE with label 1. Or an
-      integer array indexing ``G_LOSS_KINDS`` (a sweep over the loss under vmap).
+
+def d_least_squares(real_out: jax.Array, fake_out: jax.Array, *,
+                    real_label: float | jax.Array = 1.0) -> jax.Array:
+  """Least-squares D loss (LSGAN, targets 0/1): 0.5 mean (D(x) - real_label)^2 + 0.5 mean D(G(z))^2."""
+  return 0.5 * (jnp.mean(jnp.square(real_out - real_label)) + jnp.mean(jnp.square(fake_out)))
+
+
+def d_wasserstein(real_out: jax.Array, fake_out: jax.Array, *,
+                  real_label: float | jax.Array = 1.0) -> jax.Array:
+  """Wasserstein critic loss: mean D(G(z)) - mean D(x) (``real_label`` unused)."""
+  del real_label
+  return jnp.mean(fake_out) - jnp.mean(real_out)
+
+
+# --- G losses ---------------------------------------------------------------
+
+
+def g_non_saturating(fake_logits: jax.Array) -> jax.Array:
+  """-mean log D(G(z)), i.e. BCE with label 1: the paper's practical G loss."""
+  return -jnp.mean(jax.nn.log_sigmoid(fake_logits))
+
+
+def g_minimax(fake_logits: jax.Array) -> jax.Array:
+  """mean log(1 - D(G(z))): the saturating form of eq. 1."""
+  return jnp.mean(jax.nn.log_sigmoid(-fake_logits))
+
+
+def g_least_squares(fake_out: jax.Array) -> jax.Array:
+  """0.5 mean (D(G(z)) - 1)^2 (LSGAN)."""
+  return 0.5 * jnp.mean(jnp.square(fake_out - 1.0))
+
+
+def g_critic(fake_out: jax.Array) -> jax.Array:
+  """-mean D(G(z)): G's loss against a hinge or Wasserstein critic."""
+  return -jnp.mean(fake_out)
+
+
+D_LOSSES: dict[str, DLoss] = {
+    "bce": discriminator_loss, "non_saturating": discriminator_loss,
+    "minimax": discriminator_loss, "hinge": d_hinge, "least_squares": d_least_squares,
+    "wasserstein": d_wasserstein,
+}
+G_LOSSES: dict[str, GLoss] = {
+    "non_saturating": g_non_saturating, "minimax": g_minimax, "hinge": g_critic,
+    "least_squares": g_least_squares, "wasserstein": g_critic,
+}
+G_LOSS_KINDS = tuple(G_LOSSES)
+D_LOSS_KINDS = tuple(D_LOSSES)
+
+
+def generator_loss(fake_logits: jax.Array, *, kind: str = "non_saturating") -> jax.Array:
+  """G's loss on D's outputs for G(z), by name (see ``G_LOSSES``)."""
+  if kind not in G_LOSSES:
+    raise ValueError(f"Unknown generator loss kind {kind!r}; use one of {G_LOSS_KINDS}.")
+  return G_LOSSES[kind](fake_logits)
+
+
+# --- Regularisers of D --------------------------------------------------------
+
+
+def _input_grad_sq_norms(d_fn: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
+  """||dD(x_i)/dx_i||^2 per example [m] (D's outputs are per-example, so one VJP serves)."""
+  grads = jax.grad(lambda v: jnp.sum(d_fn(v)))(x)
+  return jnp.sum(jnp.square(grads.reshape(grads.shape[0], -1).astype(jnp.float32)), axis=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class R1:
+  """R1 penalty on real data (Mescheder et al. 2018): gamma / 2 * mean ||grad_x D(x)||^2."""
+
+  gamma: float
+
+  def __post_init__(self):
+    if not (isinstance(self.gamma, (int, float)) and self.gamma >= 0):
+      raise ValueError(f"R1.gamma is {self.gamma!r}; it must be a number >= 0.")
+
+  def __call__(self, d_fn, real, fake, rng):
+    del fake, rng
+    return 0.5 * self.gamma * jnp.mean(_input_grad_sq_norms(d_fn, real))
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientPenalty:
+  """WGAN-GP (Gulrajani et al. 2017): weight * mean (||grad D(x_hat)|| - 1)^2.
+
+  x_hat = e x + (1 - e) G(z), e ~ U(0, 1) per example, drawn from ``rng``.
   """
-  if isinstance(kind, jax.Array):
-    return jnp.where(kind == G_LOSS_KINDS.index("minimax"),
-                     jnp.mean(jax.nn.log_sigmoid(-fake_logits)),
-                     -jnp.mean(jax.nn.log_sigmoid(fake_logits)))
-  if kind == "minimax":
-    return jnp.mean(jax.nn.log_sigmoid(-fake_logits))
-  if kind == "non_saturating":
-    return -jnp.mean(jax.nn.log_sigmoid(fake_logits))
-  raise ValueError(
-      f"Unknown generator loss kind {kind!r}; use one of {G_LOSS_KINDS}.")
+
+  weight: float
+
+  def __post_init__(self):
+    if not (isinstance(self.weight, (int, float)) and self.weight >= 0):
+      raise ValueError(f"GradientPenalty.weight is {self.weight!r}; it must be a number >= 0.")
+
+  def __call__(self, d_fn, real, fake, rng):
+    e = jax.random.uniform(rng, (real.shape[0],) + (1,) * (real.ndim - 1), real.dtype)
+    x_hat = e * real + (1.0 - e) * fake
+    # sqrt of a sum of squares: finite gradient away from a zero input gradient.
+    norms = jnp.sqrt(_input_grad_sq_norms(d_fn, x_hat) + 1e-12)
+    return self.weight * jnp.mean(jnp.square(norms - 1.0))
+
+
+# --- Resolving names and choices ---------------------------------------------
+
+LossSpec = Union[str, Callable, tuple]
+
+
+def _accepts(fn: Callable, num_positional: int, keyword: str | None) -> bool:
+  try:
+    sig = inspect.signature(fn)
+  except (TypeError, ValueError):  # builtins without a signature: trust the caller
+    return True
+  try:
+    args = [0.0] * num_positional
+    sig.bind(*args, **({keyword: 1.0} if keyword else {}))
+  except TypeError:
+    return False
+  return True
+
+
+def resolve(spec: LossSpec, which: str) -> tuple[Callable, ...]:
+  """The loss functions a spec field names: a name, a callable, or a tuple of them (choices).
+
+  ``which``: ``"d"`` or ``"g"``. Raises ValueError naming the problem.
+  """
+  table = D_LOSSES if which == "d" else G_LOSSES
+  field = f"GAN.{which}_loss"
+  items = spec if isinstance(spec, tuple) else (spec,)
+  if not items:
+    raise ValueError(f"{field} is an empty tuple; give a loss name, a callable or a tuple of them.")
+  fns = []
+  for item in items:
+    if isinstance(item, str):
+      if item not in table:
+        raise ValueError(f"{field} names {item!r}; use one of {tuple(table)} or a callable.")
+      fns.append(table[item])
+    elif callable(item):
+      ok = (_accepts(item, 2, "real_label") if which == "d" else _accepts(item, 1, None))
+      if not ok:
+        sig = ("d_loss(real_out, fake_out, *, real_label) -> scalar" if which == "d" else
+               "g_loss(fake_out) -> scalar")
+        raise ValueError(f"{field} is {item!r}, which cannot be called as {sig}; give it that "
+                         f"signature (see gan_jax.losses).")
+      fns.append(item)
+    else:
+      raise ValueError(f"{field} is {item!r}; give a loss name, a callable or a tuple of them.")
+  return tuple(fns)
+
+
+def choose(fns: tuple[Callable, ...], index: jax.Array, *args, **kwargs) -> jax.Array:
+  """``fns[index](*args, **kwargs)``; one function is called directly, several by ``lax.switch``."""
+  if len(fns) == 1:
+    return fns[0](*args, **kwargs)
+  branches = [lambda a, f=f: f(*a, **kwargs) for f in fns]
+  return jax.lax.switch(jnp.clip(index, 0, len(fns) - 1), branches, args)
 
 
 def value_function(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:

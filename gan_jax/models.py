@@ -1,9 +1,11 @@
-"""Flax Linen players: the paper's MLP generator and maxout discriminator.
+"""Flax Linen players: the paper's MLP generator and maxout discriminator, and a small
+DCGAN-style convolutional pair (BatchNorm in G).
 
-Both work on flat feature vectors ([B, features]); image data is flattened by
-the input pipeline. Widths, depths, maxout pieces, activations, dropout rates
-and initialisation scales are attributes, so the toy problems reuse the same
-modules at tiny sizes.
+All work on flat feature vectors ([B, features]); image data is flattened by
+the input pipeline and the conv players reshape to ``image_shape`` inside.
+Every player is called as ``module.apply(variables, inputs, train=bool, ...)``.
+Widths, depths, maxout pieces, activations, dropout rates and initialisation
+scales are attributes, so the toy problems reuse the same modules at tiny sizes.
 """
 
 from __future__ import annotations
@@ -112,7 +114,8 @@ class MLPGenerator(nn.Module):
   dtype: Dtype = jnp.float32  # compute dtype; parameters stay float32
 
   @nn.compact
-  def __call__(self, z: jax.Array) -> jax.Array:  # [B, latent] -> [B, output_dim]
+  def __call__(self, z: jax.Array, *, train: bool = False) -> jax.Array:
+    del train  # [B, latent] -> [B, output_dim]; no layer behaves differently in training
     init = symmetric_uniform(self.init_scale)
     act = _activation(self.activation)
     h = z
@@ -158,6 +161,56 @@ class MaxoutDiscriminator(nn.Module):
     if drop_key is not None and self.hidden:
       h = dropout(h, self.hidden_keep, jax.random.fold_in(drop_key, len(self.hidden)))
     logit = nn.Dense(1, kernel_init=init, dtype=self.dtype, name="output")(h)
+    return logit[..., 0].astype(jnp.float32)
+
+
+class ConvGenerator(nn.Module):
+  """DCGAN-style G: Dense -> [H/4, W/4, 2f] -> BatchNorm/ReLU -> two stride-2 transposed
+  convolutions (BatchNorm/ReLU between) -> sigmoid, returned flat ``[B, H*W*C]``.
+
+  ``train=True`` normalises by the batch's statistics and updates ``batch_stats``;
+  ``train=False`` uses the running averages.
+  """
+
+  image_shape: Sequence[int] = (28, 28, 1)
+  features: int = 64
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, z: jax.Array, *, train: bool = False) -> jax.Array:
+    h, w, c = self.image_shape
+    if h % 4 or w % 4:
+      raise ValueError(f"ConvGenerator.image_shape is {tuple(self.image_shape)}; its height and "
+                       f"width must be multiples of 4.")
+    norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9,  # noqa: E731
+                                     dtype=self.dtype, name=name)
+    x = nn.Dense(h // 4 * w // 4 * 2 * self.features, dtype=self.dtype, name="project")(z)
+    x = nn.relu(norm("bn_0")(x.reshape(z.shape[0], h // 4, w // 4, 2 * self.features)))
+    x = nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), dtype=self.dtype,
+                         name="up_1")(x)
+    x = nn.relu(norm("bn_1")(x))
+    x = nn.ConvTranspose(c, (4, 4), strides=(2, 2), dtype=self.dtype, name="output")(x)
+    return nn.sigmoid(x.astype(jnp.float32)).reshape(z.shape[0], h * w * c)
+
+
+class ConvDiscriminator(nn.Module):
+  """DCGAN-style D on flat inputs: reshape to ``image_shape``, two stride-2 4x4
+  convolutions with leaky ReLU, one linear unit -> a logit ``[B]``."""
+
+  image_shape: Sequence[int] = (28, 28, 1)
+  features: int = 64
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    del train
+    b = x.shape[0]
+    h = x.reshape((b,) + tuple(self.image_shape)).astype(self.dtype)
+    h = nn.leaky_relu(nn.Conv(self.features, (4, 4), strides=(2, 2), dtype=self.dtype,
+                              name="conv_0")(h), 0.2)
+    h = nn.leaky_relu(nn.Conv(2 * self.features, (4, 4), strides=(2, 2), dtype=self.dtype,
+                              name="conv_1")(h), 0.2)
+    logit = nn.Dense(1, dtype=self.dtype, name="output")(h.reshape(b, -1))
     return logit[..., 0].astype(jnp.float32)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 OPTIMIZERS = ("paper_sgd", "sgd", "adam")
@@ -20,6 +21,18 @@ def momentum_sgd(learning_rate: Any, momentum: Any) -> optax.GradientTransformat
                      optax.trace(decay=momentum))
 
 
+def _decayed_momentum_sgd(learning_rate: Any, momentum: Any, *, decay_factor: float,
+                          min_learning_rate: float) -> optax.GradientTransformation:
+  """momentum_sgd at ``max(learning_rate / decay_factor**t, min_learning_rate)`` for update t."""
+  log_decay = float(np.log(decay_factor))
+
+  def rate(count):
+    return jnp.maximum(learning_rate * jnp.exp(-log_decay * count.astype(jnp.float32)),
+                       min_learning_rate)
+
+  return momentum_sgd(rate, momentum)
+
+
 def paper_sgd(*, learning_rate: float = 0.1, decay_factor: float = 1.000004,
               min_learning_rate: float = 1e-6, init_momentum: float = 0.5,
               final_momentum: float = 0.7, momentum_start_epoch: int = 1,
@@ -30,11 +43,11 @@ def paper_sgd(*, learning_rate: float = 0.1, decay_factor: float = 1.000004,
   Learning rate ``learning_rate / decay_factor**t`` at minibatch t, floored at
   ``min_learning_rate``; momentum rising linearly from ``init_momentum`` to
   ``final_momentum`` between the given epochs (``steps_per_epoch`` minibatches
-  each). Both are exposed in the optimizer state (``opt_state.hyperparams``)
-  for logging.
+  each). The base learning rate and the current momentum are in the optimizer
+  state (``opt_state.hyperparams``): the base rate is an array a sweep may set
+  per replica (``state.set_hparams``); ``current_learning_rate`` gives the
+  decayed one.
   """
-  lr = optax.exponential_decay(init_value=learning_rate, transition_steps=1,
-                               decay_rate=1.0 / decay_factor, end_value=min_learning_rate)
   span = max(momentum_saturate_epoch - momentum_start_epoch, 1)
 
   def momentum(count):
@@ -42,15 +55,31 @@ def paper_sgd(*, learning_rate: float = 0.1, decay_factor: float = 1.000004,
     frac = jnp.clip((epoch - momentum_start_epoch) / span, 0.0, 1.0)
     return init_momentum + (final_momentum - init_momentum) * frac
 
-  return optax.inject_hyperparams(momentum_sgd)(learning_rate=lr, momentum=momentum)
+  return optax.inject_hyperparams(_decayed_momentum_sgd,
+                                  static_args=("decay_factor", "min_learning_rate"))(
+      learning_rate=learning_rate, momentum=momentum, decay_factor=decay_factor,
+      min_learning_rate=min_learning_rate)
 
 
-def make_optimizer(cfg: Any, *, steps_per_epoch: int, learning_rate: Any = None
+def current_learning_rate(cfg: Any, opt_state: Any) -> float | None:
+  """The learning rate the next update of an optimizer made by ``make_optimizer`` uses."""
+  hp = getattr(opt_state, "hyperparams", None) or {}
+  if "learning_rate" not in hp:
+    return None
+  lr = float(hp["learning_rate"])
+  if cfg.name == "paper_sgd":
+    count = int(opt_state.count)
+    lr = max(lr / cfg.decay_factor ** count, cfg.min_learning_rate)
+  return lr
+
+
+def make_optimizer(cfg: Any, *, steps_per_epoch: int, learning_rate: float | None = None
                    ) -> optax.GradientTransformation:
   """An optimizer from a config section with ``name`` in OPTIMIZERS and its fields.
 
-  ``learning_rate`` replaces ``cfg.learning_rate`` when given; it may be a traced
-  scalar (a sweep's per-replica value under ``jax.vmap``).
+  Every optimizer keeps its (base) learning rate in its state
+  (``optax.inject_hyperparams``), so a sweep can give each replica its own
+  (``state.set_hparams``). ``learning_rate`` replaces ``cfg.learning_rate``.
   """
   name = cfg.name
   if name not in OPTIMIZERS:

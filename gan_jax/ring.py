@@ -18,7 +18,6 @@ alike.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -29,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax import build, loop as loop_lib, optim, sweep, toy, visualize
+from gan_jax import build, loop as loop_lib, optim, steps, sweep, toy, visualize
 from gan_jax.state import GAN, GANState, init_state, sample_latent
 
 
@@ -65,23 +64,30 @@ def mode_statistics(samples: np.ndarray, means: np.ndarray, std: float, *,
           "mode_counts": [int(c) for c in counts]}
 
 
-def make_gan(config, hparams: dict | None = None) -> GAN:
-  """The GAN spec of a ring_2d config, or of one sweep replica's ``hparams`` (traced)."""
+def make_gan(config, g_loss=None, d_loss=None) -> GAN:
+  """The GAN spec of a ring_2d config (``g_loss``/``d_loss``: a sweep group's choices)."""
   m = config.model
-  hp = hparams or {}
   g_opt = config.get("g_optimizer") or config.optimizer
   dtype = m.get("dtype", "float32")
   return GAN(
       generator=build.make_generator(m.generator, 2, dtype),
       discriminator=build.make_discriminator(m.discriminator, dtype),
-      g_optimizer=optim.make_optimizer(g_opt, steps_per_epoch=1,
-                                       learning_rate=hp.get("g_learning_rate")),
-      d_optimizer=optim.make_optimizer(config.optimizer, steps_per_epoch=1,
-                                       learning_rate=hp.get("d_learning_rate")),
+      g_optimizer=optim.make_optimizer(g_opt, steps_per_epoch=1),
+      d_optimizer=optim.make_optimizer(config.optimizer, steps_per_epoch=1),
       latent_dim=m.latent_dim, latent_dist="normal",
-      g_loss=hp.get("g_loss", config.gan.g_loss),
-      real_label=hp.get("real_label", config.gan.real_label),
+      g_loss=config.gan.g_loss if g_loss is None else g_loss,
+      d_loss=config.gan.get("d_loss", "bce") if d_loss is None else d_loss,
+      real_label=config.gan.real_label, ema_decay=config.gan.get("ema_decay", 0.0),
       k=config.gan.k, update_rule=config.gan.update_rule)
+
+
+def make_group_gan(configs) -> GAN:
+  """One spec for ring configs that differ only in ``sweep.VMAPPABLE`` fields."""
+  def choices(values):
+    unique = tuple(dict.fromkeys(values))
+    return unique[0] if len(unique) == 1 else unique
+  return make_gan(configs[0], g_loss=choices([c.gan.g_loss for c in configs]),
+                  d_loss=choices([c.gan.get("d_loss", "bce") for c in configs]))
 
 
 def train_group(configs: Sequence[Any]) -> tuple[list[tuple[np.ndarray, dict, list[dict]]],
@@ -98,12 +104,13 @@ def train_group(configs: Sequence[Any]) -> tuple[list[tuple[np.ndarray, dict, li
   sample_real = ring_sampler(data.num_modes, data.radius, data.std)
   means = ring_means(data.num_modes, data.radius)
   roots = [jax.random.key(c.seed) for c in configs]
-  gans = [make_gan(c) for c in configs]
-  states = [init_state(g, jax.random.fold_in(r, 0), jnp.zeros((1, 2)))
-            for g, r in zip(gans, roots, strict=True)]
+  gan = make_group_gan(configs)
+  states = [init_state(gan, jax.random.fold_in(r, 0), jnp.zeros((1, 2)),
+                       hparams=build.replica_hparams(c))
+            for c, r in zip(configs, roots, strict=True)]
   warm_keys = [jax.random.fold_in(r, 2) for r in roots]
   train_keys = [jax.random.fold_in(r, 1) for r in roots]
-  eval_z = jnp.stack([sample_latent(gans[0], jax.random.fold_in(r, 3), (base.num_eval_samples,))
+  eval_z = jnp.stack([sample_latent(gan, jax.random.fold_in(r, 3), (base.num_eval_samples,))
                       for r in roots])
   chunk = math.gcd(base.log_every, base.num_train_steps)
   source = loop_lib.SamplerSource(sample_real)
@@ -112,40 +119,37 @@ def train_group(configs: Sequence[Any]) -> tuple[list[tuple[np.ndarray, dict, li
   if len(configs) == 1:
     state = states[0]
     if base.d_warmup_steps:  # D first learns to reject the initial G's samples
-      state, _ = toy.train_discriminator(gans[0], state, sample_real, warm_keys[0], **warm_kw)
-    tl = loop_lib.TrainLoop(gans[0], source, global_batch=base.batch_size, steps_per_call=chunk,
+      state, _ = toy.train_discriminator(gan, state, sample_real, warm_keys[0], **warm_kw)
+    tl = loop_lib.TrainLoop(gan, source, global_batch=base.batch_size, steps_per_call=chunk,
                             parallel="none")
     dstate = tl.put_state(state)
 
     def call(dstate):
       dstate, metrics = tl(dstate, None, train_keys[0])
       return dstate, jax.tree.map(lambda m: m[None], metrics)
-    g_params = lambda dstate: jax.tree.map(lambda x: x[None], dstate.g_params)
+    stacked = lambda dstate: jax.tree.map(lambda x: x[None], dstate)
   else:
-    hps = sweep.stacked_hparams(configs)
-    replica_gan = functools.partial(make_gan, base)
     state = sweep.stack(states)
     if base.d_warmup_steps:
-      warm = jax.jit(jax.vmap(lambda s, k, h: toy.discriminator_steps(
-          replica_gan(h), s, sample_real, k, **warm_kw)[0]))
-      state = warm(state, jnp.stack(warm_keys), hps)
-    tl = loop_lib.TrainLoop(gans[0], source, global_batch=base.batch_size, steps_per_call=chunk,
-                            parallel="none", replica_gan=replica_gan)
+      warm = jax.jit(jax.vmap(lambda s, k: toy.discriminator_steps(
+          gan, s, sample_real, k, **warm_kw)[0]))
+      state = warm(state, jnp.stack(warm_keys))
+    tl = loop_lib.TrainLoop(gan, source, global_batch=base.batch_size, steps_per_call=chunk,
+                            parallel="none", vmapped=True)
     dstate = tl.put_state(state)
     keys = jnp.stack(train_keys)
 
     def call(dstate):
-      return tl(dstate, None, keys, hps)
-    g_params = lambda dstate: dstate.g_params
+      return tl(dstate, None, keys)
+    stacked = lambda dstate: dstate
 
-  apply_g = gans[0].generator.apply
-  gen = jax.jit(jax.vmap(lambda p, z: apply_g({"params": p}, z)))
+  gen = jax.jit(jax.vmap(lambda s, z: steps.generate(gan, s, z)))
   per_step, rows = [], [[] for _ in configs]
   for step in range(chunk, base.num_train_steps + 1, chunk):
     dstate, metrics = call(dstate)
     metrics = jax.device_get(metrics)  # [R, chunk] each
     per_step.append(metrics)
-    samples = np.asarray(gen(g_params(dstate), eval_z))
+    samples = np.asarray(gen(stacked(dstate), eval_z))
     for i, c in enumerate(configs):
       stats = mode_statistics(samples[i], means, data.std, min_share=c.min_share)
       rows[i].append({"step": step, "g_loss_kind": c.gan.g_loss, "seed": c.seed,

@@ -111,6 +111,12 @@ SCHEMA: dict[str, Any] = {
     },
     "gan": {
         "g_loss": _choice(losses.G_LOSS_KINDS),
+        "d_loss": _choice(losses.D_LOSS_KINDS, default="bce"),
+        "r1_gamma": Field("float", lambda v: v >= 0.0, "a number >= 0 (0: off)", default=0.0),
+        "gp_weight": Field("float", lambda v: v >= 0.0, "a number >= 0 (0: off)", default=0.0),
+        # G's EMA, kept for sampling and evaluation; 0 = none. It changes no update.
+        "ema_decay": Field("float", lambda v: 0.0 <= v < 1.0, "a number in [0, 1) (0: no EMA)",
+                           default=0.0),
         "real_label": _unit(),
         "k": Field("int", lambda v: v >= 1, "an integer >= 1 (D updates per G update)"),
         "update_rule": _choice(state.UPDATES),
@@ -208,6 +214,10 @@ def check(config: Any, num_devices: int) -> None:
     raise UserError(f"config.gan.k is {config.gan.k} but config.gan.update_rule is "
                     f"'simultaneous', which uses one minibatch per iteration; set "
                     f"--config.gan.k=1 or --config.gan.update_rule=alternating.")
+  if config.gan.get("r1_gamma", 0.0) and config.gan.get("gp_weight", 0.0):
+    raise UserError(f"config.gan.r1_gamma={config.gan.r1_gamma} and config.gan.gp_weight="
+                    f"{config.gan.gp_weight} both regularise D; choose one and set the other "
+                    f"to 0.")
   if config.batch_size % num_devices:
     fix = max(num_devices, config.batch_size // num_devices * num_devices)
     raise UserError(

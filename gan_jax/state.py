@@ -1,11 +1,22 @@
-"""The GAN spec (static, hashable) and the training state (a pytree)."""
+"""The GAN spec (static, hashable, validated) and the training state (a pytree).
+
+The spec says *what* is trained: the two Flax modules, their optax
+optimizers, the losses, the game's options. It is frozen and hashable, so it
+can be a static argument of ``jax.jit`` and a closure constant of a scanned or
+vmapped loop; it is checked in full when it is made.
+
+The state holds every array that training changes, including the numbers a
+sweep varies per replica (``GANState.hparams`` and the optimizers' injected
+learning rates). A vmapped sweep is then ``jax.vmap`` over stacked states
+under one spec: nothing about a replica is traced into the spec.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import flax
 import flax.linen as nn
@@ -17,31 +28,46 @@ import optax
 from gan_jax import losses
 
 Params = Any
+Collections = dict[str, Any]
 LATENT_DISTS = ("uniform", "normal")
 UPDATES = ("alternating", "simultaneous")
+LAYOUT_VERSION = 2  # of GANState as checkpointed; 1 (unrecorded) had flat g_params/d_params
+HPARAM_KEYS = ("real_label", "ema_decay", "g_loss", "d_loss")
+LEARNING_RATE_KEYS = ("d_learning_rate", "g_learning_rate")
 
 
 @dataclasses.dataclass(frozen=True)
 class GAN:
-  """Everything static about a GAN: players, optimizers and the game's options.
+  """Everything static about a GAN: players, optimizers, losses and the game's options.
 
   Attributes:
-    generator: Linen module, ``G.apply({'params': p}, z) -> x``.
-    discriminator: Linen module, ``D.apply({'params': p}, x, train=..., rngs=...) -> logits [B]``.
-    g_optimizer, d_optimizer: optax transformations for each player.
+    generator: Linen module called as ``G.apply(variables, z, train=bool) -> x``
+      (``train=False`` in sampling; it may hold variable collections such as
+      ``batch_stats``, and may use a ``"dropout"`` rng).
+    discriminator: Linen module called as ``D.apply(variables, x, train=bool,
+      rngs={"dropout": key}) -> out [B]`` (a logit, or a critic value).
+    g_optimizer, d_optimizer: optax transformations for each player. To sweep a
+      learning rate as an array, build the optimizer with
+      ``optax.inject_hyperparams`` and a numeric ``learning_rate``.
     latent_dim: size of z.
-    latent_dist: ``"uniform"`` (U(-sqrt 3, sqrt 3), unit variance, the paper's) or ``"normal"``.
-    g_loss: ``"non_saturating"`` or ``"minimax"`` (see ``gan_jax.losses.generator_loss``).
-    real_label: D's target for real data; < 1 is one-sided label smoothing.
-
-  ``g_loss``, ``real_label`` and the optimizers' learning rates may also be traced
-  arrays (``g_loss`` as an index into ``losses.G_LOSS_KINDS``): a spec built inside
-  ``jax.vmap`` for one replica of a sweep (see ``gan_jax.sweep``). Such a spec is
-  not hashable and is never passed to ``jax.jit`` as a static argument.
+    latent_dist: ``"uniform"`` (U(-sqrt 3, sqrt 3), unit variance, the released
+      config's) or ``"normal"`` (N(0, I)).
+    g_loss, d_loss: a name from ``losses.G_LOSSES`` / ``losses.D_LOSSES``, a callable
+      with the signature documented in ``gan_jax.losses``, or a tuple of them: then
+      ``state.hparams["g_loss"]`` (``"d_loss"``) picks one per replica.
+    d_regularizer: None, or ``reg(d_fn, real, fake, rng) -> scalar`` added to D's loss
+      (``losses.R1(gamma)``, ``losses.GradientPenalty(weight)``, or your own).
+    real_label: initial D target for real data; < 1 is one-sided label smoothing.
+    ema_decay: 0 (no EMA), or the initial decay of an exponential moving average of
+      G's parameters, updated after every G update: ``ema <- d * ema + (1 - d) * params``.
     k: D updates per G update in the alternating mode (Algorithm 1).
-    update_rule: ``"alternating"`` (Algorithm 1: k D steps, then a G step on fresh noise) or
-      ``"simultaneous"`` (the authors' MNIST run: both players' gradients from one
-      minibatch and the same samples, applied together).
+    update_rule: ``"alternating"`` (Algorithm 1: k D steps, then a G step on fresh
+      noise) or ``"simultaneous"`` (the authors' MNIST run: both players'
+      gradients from one minibatch and the same samples, applied together).
+
+  ``real_label``, ``ema_decay`` and a loss choice are *initial* values:
+  ``init_state`` writes them into ``state.hparams`` and the steps read them
+  from there, so replicas of a sweep may hold different ones.
   """
 
   generator: nn.Module
@@ -50,27 +76,63 @@ class GAN:
   d_optimizer: optax.GradientTransformation
   latent_dim: int
   latent_dist: str = "uniform"
-  g_loss: str = "non_saturating"
+  g_loss: losses.LossSpec = "non_saturating"
+  d_loss: losses.LossSpec = "bce"
+  d_regularizer: Any = None
   real_label: float = 1.0
+  ema_decay: float = 0.0
   k: int = 1
   update_rule: str = "alternating"
 
   def __post_init__(self):
+    def bad(field, value, need):
+      return ValueError(f"GAN.{field} is {value!r}; {need}.")
+    for field in ("generator", "discriminator"):
+      if not isinstance(getattr(self, field), nn.Module):
+        raise bad(field, getattr(self, field), "it must be a flax.linen Module instance")
+    for field in ("g_optimizer", "d_optimizer"):
+      opt = getattr(self, field)
+      if not (callable(getattr(opt, "init", None)) and callable(getattr(opt, "update", None))):
+        raise bad(field, opt, "it must be an optax.GradientTransformation")
+    if not (isinstance(self.latent_dim, int) and self.latent_dim >= 1):
+      raise bad("latent_dim", self.latent_dim, "it must be an integer >= 1")
     if self.latent_dist not in LATENT_DISTS:
-      raise ValueError(f"GAN.latent_dist is {self.latent_dist!r}; use one of {LATENT_DISTS}.")
-    if isinstance(self.g_loss, str) and self.g_loss not in losses.G_LOSS_KINDS:
-      raise ValueError(f"GAN.g_loss is {self.g_loss!r}; use one of {losses.G_LOSS_KINDS}.")
+      raise bad("latent_dist", self.latent_dist, f"use one of {LATENT_DISTS}")
     if self.update_rule not in UPDATES:
-      raise ValueError(f"GAN.update_rule is {self.update_rule!r}; use one of {UPDATES}.")
-    if not (isinstance(self.k, int) and self.k >= 1):
-      raise ValueError(f"GAN.k is {self.k!r}; it must be an integer >= 1.")
+      raise bad("update_rule", self.update_rule, f"use one of {UPDATES}")
+    if not (isinstance(self.k, int) and not isinstance(self.k, bool) and self.k >= 1):
+      raise bad("k", self.k, "it must be an integer >= 1")
     if self.update_rule == "simultaneous" and self.k != 1:
       raise ValueError(f"GAN.k is {self.k} but update_rule='simultaneous' uses one minibatch "
                        "per iteration; set k=1 or use update_rule='alternating'.")
-    if not isinstance(self.real_label, jax.Array) and not 0.0 < self.real_label <= 1.0:
-      raise ValueError(f"GAN.real_label is {self.real_label}; it must lie in (0, 1].")
-    if self.latent_dim < 1:
-      raise ValueError(f"GAN.latent_dim is {self.latent_dim}; it must be >= 1.")
+    if not (isinstance(self.real_label, (int, float)) and 0.0 < self.real_label <= 1.0):
+      raise bad("real_label", self.real_label, "it must be a number in (0, 1]")
+    if not (isinstance(self.ema_decay, (int, float)) and 0.0 <= self.ema_decay < 1.0):
+      raise bad("ema_decay", self.ema_decay, "it must be a number in [0, 1) (0: no EMA)")
+    losses.resolve(self.g_loss, "g")
+    losses.resolve(self.d_loss, "d")
+    if self.d_regularizer is not None and not callable(self.d_regularizer):
+      raise bad("d_regularizer", self.d_regularizer,
+                "it must be None or a callable reg(d_fn, real, fake, rng) -> scalar")
+    try:
+      hash(self)
+    except TypeError as e:
+      raise ValueError(f"GAN must be hashable (it is a static argument of jax.jit), but a "
+                       f"field holds an unhashable value ({e}); use tuples, not lists, and "
+                       f"frozen dataclasses or functions for callables.") from None
+
+  @property
+  def g_loss_fns(self) -> tuple[Any, ...]:
+    return losses.resolve(self.g_loss, "g")
+
+  @property
+  def d_loss_fns(self) -> tuple[Any, ...]:
+    return losses.resolve(self.d_loss, "d")
+
+  @property
+  def has_ema(self) -> bool:
+    """Whether the state keeps an EMA of G's parameters."""
+    return self.ema_decay > 0.0
 
   @property
   def real_batches_per_step(self) -> int:
@@ -84,14 +146,48 @@ class GAN:
 
 
 @flax.struct.dataclass
-class GANState:
-  """Training state: iteration count, both players' parameters and optimizer states."""
+class PlayerState:
+  """One player: its parameters, its other Flax variable collections, its optimizer state.
 
-  step: jax.Array  # int32 scalar: completed training iterations
-  g_params: Params
-  d_params: Params
-  g_opt_state: optax.OptState
-  d_opt_state: optax.OptState
+  ``collections``: every variable collection of the module besides ``params``
+  (e.g. ``{"batch_stats": ...}``; ``{}`` for the paper's MLPs).
+  """
+
+  params: Params
+  collections: Collections
+  opt_state: optax.OptState
+
+  @property
+  def variables(self) -> dict[str, Any]:
+    """What ``module.apply`` takes: ``{"params": ..., **collections}``."""
+    return {"params": self.params, **self.collections}
+
+
+@flax.struct.dataclass
+class GANState:
+  """Training state: iteration count, both players, G's EMA and the per-replica hyperparameters.
+
+  Attributes:
+    step: int32 scalar, completed training iterations.
+    g, d: the players (``PlayerState``).
+    ema_params: EMA of G's parameters (None when the spec keeps none).
+    hparams: float32/int32 scalars read by the steps: ``real_label``,
+      ``ema_decay``, ``g_loss`` and ``d_loss`` (indices into the spec's loss tuples).
+  """
+
+  step: jax.Array
+  g: PlayerState
+  d: PlayerState
+  ema_params: Params | None
+  hparams: dict[str, jax.Array]
+
+  @property
+  def g_params(self) -> Params:
+    return self.g.params
+
+  @property
+  def d_params(self) -> Params:
+    return self.d.params
 
 
 def sample_latent(gan: GAN, rng: jax.Array, shape: tuple[int, ...]) -> jax.Array:
@@ -103,41 +199,116 @@ def sample_latent(gan: GAN, rng: jax.Array, shape: tuple[int, ...]) -> jax.Array
   return jax.random.normal(rng, full, jnp.float32)
 
 
+def _split_variables(variables: Mapping[str, Any]) -> tuple[Params, Collections]:
+  variables = dict(variables)
+  params = variables.pop("params", {})
+  return params, {k: v for k, v in variables.items()}
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _init(gan: GAN, feature_shape: tuple[int, ...], rng: jax.Array) -> GANState:
   g_key, d_key = jax.random.split(rng)
   z = jnp.zeros((1, gan.latent_dim), jnp.float32)
   x = jnp.zeros((1,) + feature_shape, jnp.float32)
-  g_params = gan.generator.init(g_key, z)["params"]
-  d_params = gan.discriminator.init({"params": d_key}, x, train=False)["params"]
+  g_params, g_cols = _split_variables(gan.generator.init(g_key, z, train=False))
+  d_params, d_cols = _split_variables(gan.discriminator.init({"params": d_key}, x, train=False))
   return GANState(
       step=jnp.zeros((), jnp.int32),
-      g_params=g_params,
-      d_params=d_params,
-      g_opt_state=gan.g_optimizer.init(g_params),
-      d_opt_state=gan.d_optimizer.init(d_params),
+      g=PlayerState(g_params, g_cols, gan.g_optimizer.init(g_params)),
+      d=PlayerState(d_params, d_cols, gan.d_optimizer.init(d_params)),
+      ema_params=g_params if gan.has_ema else None,
+      hparams=default_hparams(gan),
   )
 
 
+def default_hparams(gan: GAN) -> dict[str, jax.Array]:
+  """The spec's initial per-replica hyperparameters, as ``state.hparams`` holds them."""
+  return {"real_label": jnp.asarray(gan.real_label, jnp.float32),
+          "ema_decay": jnp.asarray(gan.ema_decay, jnp.float32),
+          "g_loss": jnp.zeros((), jnp.int32), "d_loss": jnp.zeros((), jnp.int32)}
+
+
 def init_state(gan: GAN, rng: jax.Array, real_example: jax.Array, *,
-               g_output_bias: np.ndarray | jax.Array | None = None) -> GANState:
+               g_output_bias: np.ndarray | jax.Array | None = None,
+               hparams: Mapping[str, Any] | None = None) -> GANState:
   """Initial GANState (one compiled call).
 
   Args:
     gan: the spec.
     rng: PRNG key.
-    real_example: a batch shaped like the real data, ``[B, features]``; only its
+    real_example: a batch shaped like the real data, ``[B, ...]``; only its
       shape is read.
     g_output_bias: optional value for G's ``output/bias`` (e.g.
       ``models.marginal_output_bias(train_mean)``, the authors' initialisation).
+    hparams: optional per-replica values replacing the spec's (see ``set_hparams``).
   """
   state = _init(gan, tuple(int(d) for d in np.shape(real_example)[1:]), rng)
-  if g_output_bias is None:
-    return state
-  old = state.g_params["output"]["bias"]
-  bias = jnp.asarray(g_output_bias, old.dtype)
-  if bias.shape != old.shape:
-    raise ValueError(f"g_output_bias has shape {bias.shape}; G's output bias has shape {old.shape}.")
-  g_params = {**state.g_params, "output": {**state.g_params["output"], "bias": bias}}
-  # Optimizer states start from zeros/counts, independent of parameter values.
-  return state.replace(g_params=g_params)
+  if g_output_bias is not None:
+    old = state.g.params["output"]["bias"]
+    bias = jnp.asarray(g_output_bias, old.dtype)
+    if bias.shape != old.shape:
+      raise ValueError(f"g_output_bias has shape {bias.shape}; G's output bias has shape "
+                       f"{old.shape}.")
+    g_params = {**state.g.params, "output": {**state.g.params["output"], "bias": bias}}
+    # Optimizer states start from zeros/counts, independent of parameter values.
+    state = state.replace(g=state.g.replace(params=g_params),
+                          ema_params=g_params if gan.has_ema else None)
+  return set_hparams(gan, state, hparams) if hparams else state
+
+
+def _loss_index(gan: GAN, which: str, value: Any) -> int:
+  spec = getattr(gan, f"{which}_loss")
+  items = spec if isinstance(spec, tuple) else (spec,)
+  if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    if 0 <= value < len(items):
+      return int(value)
+  elif value in items:
+    return items.index(value)
+  raise ValueError(f"hparams[{which + '_loss'!r}] is {value!r}; this GAN's {which}_loss "
+                   f"choices are {items} (give one of them or its index).")
+
+
+def _with_learning_rate(opt_state: Any, value: Any, which: str) -> Any:
+  hp = getattr(opt_state, "hyperparams", None)
+  if not isinstance(hp, dict) or "learning_rate" not in hp:
+    raise ValueError(
+        f"hparams sets {which}, but that player's optimizer keeps no learning rate in its "
+        f"state; build it with optax.inject_hyperparams(...)(learning_rate=<number>, ...).")
+  if "learning_rate" in getattr(opt_state, "hyperparams_states", {}):
+    raise ValueError(f"hparams sets {which}, but that optimizer's learning rate is a "
+                     f"schedule recomputed every step; inject a numeric learning_rate instead.")
+  old = hp["learning_rate"]
+  return opt_state._replace(hyperparams={**hp, "learning_rate": jnp.asarray(value, old.dtype)})
+
+
+def set_hparams(gan: GAN, state: GANState, values: Mapping[str, Any]) -> GANState:
+  """``state`` with some per-replica hyperparameters replaced.
+
+  Keys: ``real_label``, ``ema_decay`` (numbers; the EMA's decay only changes
+  when the spec keeps an EMA), ``g_loss`` / ``d_loss`` (an index into the spec's
+  loss tuple, or one of its entries), and ``d_learning_rate`` /
+  ``g_learning_rate`` (written into the optimizer state; the optimizer must be
+  built with ``optax.inject_hyperparams`` and a numeric learning rate).
+  """
+  unknown = set(values) - set(HPARAM_KEYS) - set(LEARNING_RATE_KEYS)
+  if unknown:
+    raise ValueError(f"hparams has unknown keys {sorted(unknown)}; use "
+                     f"{HPARAM_KEYS + LEARNING_RATE_KEYS}.")
+  hp = dict(state.hparams)
+  g, d = state.g, state.d
+  for key, value in values.items():
+    if key == "real_label":
+      if not 0.0 < float(value) <= 1.0:
+        raise ValueError(f"hparams['real_label'] is {value}; it must lie in (0, 1].")
+      hp[key] = jnp.asarray(value, jnp.float32)
+    elif key == "ema_decay":
+      if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"hparams['ema_decay'] is {value}; it must lie in [0, 1).")
+      hp[key] = jnp.asarray(value, jnp.float32)
+    elif key in ("g_loss", "d_loss"):
+      hp[key] = jnp.asarray(_loss_index(gan, key[0], value), jnp.int32)
+    elif key == "d_learning_rate":
+      d = d.replace(opt_state=_with_learning_rate(d.opt_state, value, key))
+    else:
+      g = g.replace(opt_state=_with_learning_rate(g.opt_state, value, key))
+  return state.replace(g=g, d=d, hparams=hp)

@@ -1,15 +1,23 @@
-"""Pure training steps: one D update, one G update, one full iteration.
+"""Pure training steps: one D update, one G update, one full iteration, and sampling.
 
-Every function takes the static ``GAN`` spec first and returns ``(new_state,
+Every step takes the static ``GAN`` spec first and returns ``(new_state,
 metrics)``. With ``axis_name`` set (inside ``jax.pmap`` or ``jax.shard_map``),
-gradients and metrics are averaged over that axis with ``lax.pmean``, so each
-replica applies the same update; with ``axis_name=None`` there is no collective.
-Metrics are float32 scalars.
+gradients, the players' updated variable collections (e.g. BatchNorm
+statistics) and the metrics are averaged over that axis with ``lax.pmean``, so
+each replica applies the same update and holds the same state; with
+``axis_name=None`` there is no collective. Metrics are float32 scalars.
+
+Variable collections: a player applied in training mode updates its
+collections (``mutable``). A player's own step writes its updates back; the
+other player's pass in that step also runs in training mode (batch
+statistics, dropout) but its collection updates are discarded, so ``d_step``
+never changes G and ``g_step`` never changes D. Sampling (``generate``) and
+evaluation apply G in inference mode.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +25,7 @@ import optax
 from jax import lax
 
 from gan_jax import losses
-from gan_jax.state import GAN, GANState, sample_latent
+from gan_jax.state import GAN, GANState, PlayerState, sample_latent
 
 Metrics = dict[str, jax.Array]
 Batch = jax.Array
@@ -28,29 +36,84 @@ def _pmean(tree: PyTree, axis_name: str | None) -> PyTree:
   return tree if axis_name is None else lax.pmean(tree, axis_name)
 
 
-def _generate(gan: GAN, g_params, z: jax.Array) -> jax.Array:
-  return gan.generator.apply({"params": g_params}, z)
+def _pmean_floats(tree: PyTree, axis_name: str | None) -> PyTree:
+  if axis_name is None:
+    return tree
+  return jax.tree.map(lambda x: lax.pmean(x, axis_name)
+                      if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
 
-def _discriminate(gan: GAN, d_params, x: jax.Array, rng: jax.Array) -> jax.Array:
-  return gan.discriminator.apply({"params": d_params}, x, train=True, rngs={"dropout": rng})
+def apply_player(module: Any, player: PlayerState, x: jax.Array, *, train: bool,
+                 rng: jax.Array | None = None, params: Any = None
+                 ) -> tuple[jax.Array, dict[str, Any]]:
+  """``module`` applied to ``x`` with ``player``'s variables (``params`` overrides its params).
+
+  Returns the output and the player's collections after the pass: updated in
+  training mode, unchanged in inference mode.
+  """
+  variables = {"params": player.params if params is None else params, **player.collections}
+  kwargs = {"rngs": {"dropout": rng}} if rng is not None else {}
+  if train and player.collections:
+    out, updates = module.apply(variables, x, train=True, mutable=list(player.collections),
+                                **kwargs)
+    return out, {**player.collections, **updates}
+  return module.apply(variables, x, train=train, **kwargs), player.collections
+
+
+def generate(gan: GAN, state: GANState, z: jax.Array, *, ema: bool | None = None) -> jax.Array:
+  """G(z) in inference mode: samples ``[n, ...]`` for noise ``z`` ``[n, latent_dim]``.
+
+  ``ema``: use the EMA of G's parameters (True), the raw parameters (False), or
+  the EMA when the state keeps one (None, the default). G's other collections
+  (e.g. BatchNorm's running statistics) are the raw generator's.
+  """
+  if ema is None:
+    ema = state.ema_params is not None
+  if ema and state.ema_params is None:
+    raise ValueError("generate(..., ema=True) but this state keeps no EMA of G; build the GAN "
+                     "with ema_decay > 0, or pass ema=False.")
+  params = state.ema_params if ema else state.g.params
+  out, _ = apply_player(gan.generator, state.g, z, train=False, params=params)
+  return out
 
 
 def _noise(gan: GAN, rng: jax.Array, batch_size: int, noise: jax.Array | None) -> jax.Array:
   return sample_latent(gan, rng, (batch_size,)) if noise is None else noise
 
 
-def _apply(opt: optax.GradientTransformation, grads, opt_state, params):
-  updates, opt_state = opt.update(grads, opt_state, params)
-  return optax.apply_updates(params, updates), opt_state
+def _update(opt: optax.GradientTransformation, grads, player: PlayerState,
+            collections: dict[str, Any]) -> PlayerState:
+  updates, opt_state = opt.update(grads, player.opt_state, player.params)
+  return PlayerState(optax.apply_updates(player.params, updates), collections, opt_state)
 
 
-def _d_metrics(gan: GAN, real_logits, fake_logits, d_loss, d_grads) -> Metrics:
+def _ema(state: GANState, g: PlayerState) -> Any:
+  """The EMA after a G update: decay * ema + (1 - decay) * new params."""
+  if state.ema_params is None:
+    return None
+  return optax.incremental_update(g.params, state.ema_params, 1.0 - state.hparams["ema_decay"])
+
+
+def _d_loss(gan: GAN, state: GANState, real_out, fake_out) -> jax.Array:
+  return losses.choose(gan.d_loss_fns, state.hparams["d_loss"], real_out, fake_out,
+                       real_label=state.hparams["real_label"])
+
+
+def _g_loss(gan: GAN, state: GANState, fake_out) -> jax.Array:
+  return losses.choose(gan.g_loss_fns, state.hparams["g_loss"], fake_out)
+
+
+def _d_fn(gan: GAN, d: PlayerState, params: Any, rng: jax.Array) -> Callable[[jax.Array], jax.Array]:
+  """D in training mode at ``params``, for regularisers (collection updates discarded)."""
+  return lambda x: apply_player(gan.discriminator, d, x, train=True, rng=rng, params=params)[0]
+
+
+def _d_metrics(real_out, fake_out, d_loss, d_grads) -> Metrics:
   return {
       "d_loss": d_loss,
-      "value": losses.value_function(real_logits, fake_logits),
-      "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
-      "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
+      "value": losses.value_function(real_out, fake_out),
+      "d_real": jnp.mean(jax.nn.sigmoid(real_out)),
+      "d_fake": jnp.mean(jax.nn.sigmoid(fake_out)),
       "d_grad_norm": optax.tree.norm(d_grads),
   }
 
@@ -61,40 +124,65 @@ def d_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Array, *,
   """One discriminator update (Algorithm 1, inner loop).
 
   Draws m = len(real_batch) noise vectors (or uses ``noise``, [m, latent]),
-  runs D once on the joint batch [real; G(z)] with dropout, and descends D's
-  loss. G's parameters are untouched; ``state.step`` is not advanced.
+  generates G(z) in training mode (G's collection updates discarded), runs D
+  with dropout and descends D's loss (plus ``gan.d_regularizer``). A D without
+  variable collections sees the joint batch [real; G(z)] in one pass; one with
+  collections (BatchNorm) sees the real and the generated half in two passes,
+  so that each half is normalised by its own statistics. G's parameters,
+  collections and EMA are untouched; ``state.step`` is not advanced.
 
   Returns:
     The new state and metrics ``d_loss``, ``value`` (V estimate), ``d_real``
-    (mean D(x)), ``d_fake`` (mean D(G(z))), ``d_grad_norm``.
+    (mean D(x)), ``d_fake`` (mean D(G(z))), ``d_grad_norm``, and ``d_reg`` when
+    D has a regulariser.
   """
   z_key, drop_key = jax.random.split(rng)
   m = real_batch.shape[0]
-  fake = _generate(gan, state.g_params, _noise(gan, z_key, m, noise))  # [m, F]
-  joint = jnp.concatenate([real_batch.astype(fake.dtype), fake], axis=0)  # [2m, F]
+  fake, _ = apply_player(gan.generator, state.g, _noise(gan, z_key, m, noise), train=True,
+                         rng=jax.random.fold_in(drop_key, 1))
+  fake = lax.stop_gradient(fake)  # [m, ...]
+  real = real_batch.astype(fake.dtype)
+  d = state.d
 
   def loss_fn(d_params):
-    logits = _discriminate(gan, d_params, joint, drop_key)  # [2m]
-    real_logits, fake_logits = logits[:m], logits[m:]
-    loss = losses.discriminator_loss(real_logits, fake_logits, real_label=gan.real_label)
-    return loss, (real_logits, fake_logits)
+    if d.collections:
+      real_key, fake_key = jax.random.split(drop_key)
+      real_out, cols = apply_player(gan.discriminator, d, real, train=True, rng=real_key,
+                                    params=d_params)
+      fake_out, cols = apply_player(gan.discriminator, d.replace(collections=cols), fake,
+                                    train=True, rng=fake_key, params=d_params)
+    else:
+      joint = jnp.concatenate([real, fake], axis=0)  # [2m, ...]
+      out, cols = apply_player(gan.discriminator, d, joint, train=True, rng=drop_key,
+                               params=d_params)
+      real_out, fake_out = out[:m], out[m:]
+    loss = _d_loss(gan, state, real_out, fake_out)
+    reg = jnp.zeros((), jnp.float32)
+    if gan.d_regularizer is not None:
+      reg_key = jax.random.fold_in(drop_key, 2)
+      reg = gan.d_regularizer(_d_fn(gan, d, d_params, reg_key), real, fake,
+                              jax.random.fold_in(reg_key, 1))
+    return loss + reg, (loss, reg, real_out, fake_out, cols)
 
-  (d_loss, (real_logits, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.d_params)
+  (_, (d_loss, reg, real_out, fake_out, cols)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(d.params)
   grads = _pmean(grads, axis_name)
-  d_params, d_opt_state = _apply(gan.d_optimizer, grads, state.d_opt_state, state.d_params)
-  metrics = _pmean(_d_metrics(gan, real_logits, fake_logits, d_loss, grads), axis_name)
-  return state.replace(d_params=d_params, d_opt_state=d_opt_state), metrics
+  new_d = _update(gan.d_optimizer, grads, d, _pmean_floats(cols, axis_name))
+  metrics = _d_metrics(real_out, fake_out, d_loss, grads)
+  if gan.d_regularizer is not None:
+    metrics["d_reg"] = reg
+  return state.replace(d=new_d), _pmean(metrics, axis_name)
 
 
 def g_step(gan: GAN, state: GANState, rng: jax.Array, batch_size: int, *,
            axis_name: str | None = None, noise: jax.Array | None = None
            ) -> tuple[GANState, Metrics]:
-  """One generator update on fresh noise (Algorithm 1, outer step).
+  """One generator update on fresh noise (Algorithm 1, outer step), then the EMA update.
 
-  Draws ``batch_size`` noise vectors (or uses ``noise``), scores G(z) with D
-  (dropout on, as the authors trained), and descends ``gan.g_loss``. D's
-  parameters are untouched; ``state.step`` is not advanced.
+  Draws ``batch_size`` noise vectors (or uses ``noise``), scores G(z) with D in
+  training mode (dropout on, as the authors trained; D's collection updates
+  discarded), and descends G's loss. G's collections take this pass's updates.
+  D is untouched; ``state.step`` is not advanced.
 
   Returns:
     The new state and metrics ``g_loss``, ``g_grad_norm``.
@@ -103,14 +191,16 @@ def g_step(gan: GAN, state: GANState, rng: jax.Array, batch_size: int, *,
   z = _noise(gan, z_key, batch_size, noise)
 
   def loss_fn(g_params):
-    logits = _discriminate(gan, state.d_params, _generate(gan, g_params, z), drop_key)
-    return losses.generator_loss(logits, kind=gan.g_loss)
+    fake, g_cols = apply_player(gan.generator, state.g, z, train=True,
+                                rng=jax.random.fold_in(drop_key, 1), params=g_params)
+    out, _ = apply_player(gan.discriminator, state.d, fake, train=True, rng=drop_key)
+    return _g_loss(gan, state, out), g_cols
 
-  g_loss, grads = jax.value_and_grad(loss_fn)(state.g_params)
+  (g_loss, g_cols), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g.params)
   grads = _pmean(grads, axis_name)
-  g_params, g_opt_state = _apply(gan.g_optimizer, grads, state.g_opt_state, state.g_params)
+  new_g = _update(gan.g_optimizer, grads, state.g, _pmean_floats(g_cols, axis_name))
   metrics = _pmean({"g_loss": g_loss, "g_grad_norm": optax.tree.norm(grads)}, axis_name)
-  return state.replace(g_params=g_params, g_opt_state=g_opt_state), metrics
+  return state.replace(g=new_g, ema_params=_ema(state, new_g)), metrics
 
 
 def simultaneous_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Array, *,
@@ -121,7 +211,9 @@ def simultaneous_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Arr
   The authors' MNIST update: G(z) once, D once on the real and once on the
   generated half (dropout in both), D's loss differentiated w.r.t. D's params
   and G's loss w.r.t. the samples from the same forward pass, then both
-  optimizers applied. ``state.step`` is not advanced.
+  optimizers applied and the EMA updated. Both players' collections take this
+  step's updates (D's from the real, then the generated pass).
+  ``state.step`` is not advanced.
 
   The two halves go through D as separate passes so that the backward pass for
   G's loss touches only the generated rows (the joint-batch form spends ~8% more
@@ -131,32 +223,45 @@ def simultaneous_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Arr
   real_key, fake_key = jax.random.split(drop_key)
   m = real_batch.shape[0]
   z = _noise(gan, z_key, m, noise)
-  fake, g_vjp = jax.vjp(lambda p: _generate(gan, p, z), state.g_params)  # [m, F]
+  g, d = state.g, state.d
+  fake, g_vjp, g_cols = jax.vjp(
+      lambda p: apply_player(gan.generator, g, z, train=True,
+                             rng=jax.random.fold_in(drop_key, 1), params=p),
+      g.params, has_aux=True)  # [m, ...]
   real = real_batch.astype(fake.dtype)
-  real_logits, real_vjp = jax.vjp(lambda p: _discriminate(gan, p, real, real_key),
-                                  state.d_params)  # [m]
-  fake_logits, fake_vjp = jax.vjp(lambda p, x: _discriminate(gan, p, x, fake_key),
-                                  state.d_params, fake)  # [m]
+  real_out, real_vjp, d_cols = jax.vjp(
+      lambda p: apply_player(gan.discriminator, d, real, train=True, rng=real_key, params=p),
+      d.params, has_aux=True)  # [m]
+  d_after_real = d.replace(collections=d_cols)
+  fake_out, fake_vjp, d_cols = jax.vjp(
+      lambda p, x: apply_player(gan.discriminator, d_after_real, x, train=True, rng=fake_key,
+                                params=p),
+      d.params, fake, has_aux=True)  # [m]
 
   d_loss, (real_ct, fake_ct) = jax.value_and_grad(
-      lambda r, f: losses.discriminator_loss(r, f, real_label=gan.real_label),
-      argnums=(0, 1))(real_logits, fake_logits)
-  g_loss, g_ct = jax.value_and_grad(
-      lambda f: losses.generator_loss(f, kind=gan.g_loss))(fake_logits)
+      lambda r, f: _d_loss(gan, state, r, f), argnums=(0, 1))(real_out, fake_out)
+  g_loss, g_ct = jax.value_and_grad(lambda f: _g_loss(gan, state, f))(fake_out)
   (d_grads_real,) = real_vjp(real_ct)
   d_grads_fake, _ = fake_vjp(fake_ct)
   d_grads = jax.tree.map(jnp.add, d_grads_real, d_grads_fake)
-  _, sample_ct = fake_vjp(g_ct)  # dG_loss / dG(z): [m, F]
+  metrics = {}
+  if gan.d_regularizer is not None:
+    reg_key = jax.random.fold_in(drop_key, 2)
+    sg_fake = lax.stop_gradient(fake)
+    reg, reg_grads = jax.value_and_grad(lambda p: gan.d_regularizer(
+        _d_fn(gan, d, p, reg_key), real, sg_fake, jax.random.fold_in(reg_key, 1)))(d.params)
+    d_grads = jax.tree.map(jnp.add, d_grads, reg_grads)
+    metrics["d_reg"] = reg
+  _, sample_ct = fake_vjp(g_ct)  # dG_loss / dG(z): [m, ...]
   (g_grads,) = g_vjp(sample_ct)
   d_grads, g_grads = _pmean((d_grads, g_grads), axis_name)
 
-  d_params, d_opt_state = _apply(gan.d_optimizer, d_grads, state.d_opt_state, state.d_params)
-  g_params, g_opt_state = _apply(gan.g_optimizer, g_grads, state.g_opt_state, state.g_params)
-  metrics = _d_metrics(gan, real_logits, fake_logits, d_loss, d_grads)
+  new_d = _update(gan.d_optimizer, d_grads, d, _pmean_floats(d_cols, axis_name))
+  new_g = _update(gan.g_optimizer, g_grads, g, _pmean_floats(g_cols, axis_name))
+  metrics.update(_d_metrics(real_out, fake_out, d_loss, d_grads))
   metrics.update(g_loss=g_loss, g_grad_norm=optax.tree.norm(g_grads))
   metrics = _pmean(metrics, axis_name)
-  return state.replace(d_params=d_params, d_opt_state=d_opt_state,
-                       g_params=g_params, g_opt_state=g_opt_state), metrics
+  return state.replace(d=new_d, g=new_g, ema_params=_ema(state, new_g)), metrics
 
 
 def train_step(gan: GAN, state: GANState, real_batches: Batch, rng: jax.Array, *,
@@ -167,7 +272,7 @@ def train_step(gan: GAN, state: GANState, real_batches: Batch, rng: jax.Array, *
   Args:
     gan: the spec; ``gan.update_rule`` picks the mode.
     state: current state.
-    real_batches: ``[gan.real_batches_per_step, m, F]``: k minibatches for the
+    real_batches: ``[gan.real_batches_per_step, m, ...]``: k minibatches for the
       alternating mode (one per D step), one for the simultaneous mode.
     rng: PRNG key for noise and dropout.
     axis_name: data-parallel axis to average over, or None.
@@ -177,7 +282,8 @@ def train_step(gan: GAN, state: GANState, real_batches: Batch, rng: jax.Array, *
 
   Returns:
     The new state and the metrics of both players (D's from its last step):
-    ``d_loss, g_loss, value, d_real, d_fake, d_grad_norm, g_grad_norm``.
+    ``d_loss, g_loss, value, d_real, d_fake, d_grad_norm, g_grad_norm`` (and
+    ``d_reg`` with a regulariser).
   """
   expected = gan.real_batches_per_step
   if real_batches.shape[0] != expected:

@@ -32,13 +32,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from gan_jax import losses
 from gan_jax.errors import UserError
 
-# Fields a vmapped group may vary: the seed (initial state and keys) and the
-# hyperparameters that ``hparams`` feeds to each replica's spec.
+# Fields a vmapped group may vary: the seed (initial state and keys) and the values
+# each replica's state carries (``GANState.hparams``, the optimizers' learning rates;
+# a group's spec holds the tuple of its replicas' losses). The EMA decay may vary
+# among nonzero values (an EMA off changes the state's structure).
 VMAPPABLE = ("seed", "optimizer.learning_rate", "g_optimizer.learning_rate",
-             "gan.real_label", "gan.g_loss")
+             "gan.real_label", "gan.g_loss", "gan.d_loss", "gan.ema_decay")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,8 +172,10 @@ def _signature(config: ml_collections.ConfigDict) -> str:
     section = d
     for part in path:
       section = section.get(part) if isinstance(section, dict) else None
-    if isinstance(section, dict):
-      section.pop(leaf, None)
+    if isinstance(section, dict) and leaf in section:
+      value = section.pop(leaf)
+      if field == "gan.ema_decay":
+        section["has_ema"] = bool(value)
   return json.dumps(d, sort_keys=True, default=str)
 
 
@@ -182,23 +185,6 @@ def groups(replicas: Sequence[Replica]) -> list[list[Replica]]:
   for r in replicas:
     by_sig.setdefault(_signature(r.config), []).append(r)
   return list(by_sig.values())
-
-
-def hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """One replica's traced hyperparameters (what ``VMAPPABLE`` varies, less the seed)."""
-  g_opt = config.get("g_optimizer") or config.optimizer
-  gan = config.get("gan") or {}
-  return {"d_learning_rate": float(config.optimizer.learning_rate),
-          "g_learning_rate": float(g_opt.learning_rate),
-          "real_label": float(gan.get("real_label", 1.0)),
-          "g_loss": losses.G_LOSS_KINDS.index(gan.get("g_loss", "non_saturating"))}
-
-
-def stacked_hparams(configs: Sequence[ml_collections.ConfigDict]) -> dict[str, jax.Array]:
-  """``hparams`` of each config, stacked into ``[R]`` arrays."""
-  rows = [hparams(c) for c in configs]
-  return {k: jnp.asarray([r[k] for r in rows], jnp.int32 if k == "g_loss" else jnp.float32)
-          for k in rows[0]}
 
 
 def stack(trees: Sequence[Any]) -> Any:

@@ -51,7 +51,7 @@ def discriminator_steps(gan: GAN, state: GANState,
                         num_steps: int, batch_size: int) -> tuple[GANState, jax.Array]:
   """``num_steps`` D updates with G held fixed (Proposition 1's setting); returns D's losses.
 
-  Not jitted (so that it can run under ``jax.vmap`` with a replica's traced spec);
+  Not jitted (so that it can run under ``jax.vmap`` over replicas' states);
   ``train_discriminator`` is its compiled form.
   """
 
@@ -130,7 +130,8 @@ def run_gaussian_1d(config, workdir: str) -> dict:
   root = jax.random.key(config.seed)
   state = init_state(gan, jax.random.fold_in(root, 0), jnp.zeros((1, 1)))
   g = config.model.generator
-  state = state.replace(g_params=affine_generator_params(g.start_scale, g.start_shift))
+  start = affine_generator_params(g.start_scale, g.start_shift)
+  state = state.replace(g=state.g.replace(params=start))
   lo, hi = config.grid
   x = np.linspace(lo, hi, 4001)
   dx = x[1] - x[0]
@@ -156,10 +157,10 @@ def run_gaussian_1d(config, workdir: str) -> dict:
   settle = optax.adam(optax.exponential_decay(opt.learning_rate, config.d_pretrain_steps, 0.05),
                       b1=opt.b1, b2=opt.b2)
   gan_a = dataclasses.replace(gan, d_optimizer=settle)
-  state = state.replace(d_opt_state=settle.init(state.d_params))
+  state = state.replace(d=state.d.replace(opt_state=settle.init(state.d_params)))
   state, _ = train_discriminator(gan_a, state, sample_real, jax.random.fold_in(root, 1),
                                  num_steps=config.d_pretrain_steps, batch_size=config.batch_size)
-  state = state.replace(d_opt_state=gan.d_optimizer.init(state.d_params))  # fresh for (b)
+  state = state.replace(d=state.d.replace(opt_state=gan.d_optimizer.init(state.d_params)))
   a = snapshot(state)
   part_a = {"max_abs_d_minus_d_star": a["max_abs_d_minus_d_star"], "value": a["value"],
             "c_of_g": a["c_of_g"], "abs_value_minus_c_of_g": abs(a["value"] - a["c_of_g"]),

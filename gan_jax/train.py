@@ -7,7 +7,6 @@ curves and checkpoints. Only process 0 writes logs, pictures and metrics.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -19,11 +18,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from gan_jax import (build, checkpoint, data as data_lib, evaluate, preemption, schema, sweep,
-                     tensorboard, visualize)
+from gan_jax import (build, checkpoint, data as data_lib, evaluate, optim, preemption, schema,
+                     sweep, tensorboard, visualize)
 from gan_jax.errors import UserError
 from gan_jax.loop import ArraySource, TrainLoop
-from gan_jax.state import GAN, GANState, sample_latent
+from gan_jax.state import GAN, GANState, sample_latent, set_hparams
 
 SAMPLE_ROWS = 10  # sample grids are SAMPLE_ROWS x SAMPLE_ROWS
 
@@ -57,10 +56,13 @@ def _is_main() -> bool:
   return jax.process_index() == 0
 
 
-def _hyperparams(opt_state: Any) -> dict[str, float]:
-  """Learning rate etc. of an optax.inject_hyperparams state (empty for others)."""
-  hp = getattr(opt_state, "hyperparams", None) or {}
-  return {k: float(v) for k, v in hp.items()}
+def _hyperparams(opt_state: Any, opt_cfg: Any) -> dict[str, float]:
+  """The current learning rate, momentum etc. of an optimizer made by ``optim.make_optimizer``."""
+  hp = {k: float(v) for k, v in (getattr(opt_state, "hyperparams", None) or {}).items()}
+  lr = optim.current_learning_rate(opt_cfg, opt_state)
+  if lr is not None:
+    hp["learning_rate"] = lr
+  return hp
 
 
 class _Recorder:
@@ -159,27 +161,28 @@ def _evaluate(gan: GAN, state: GANState, dataset: data_lib.Dataset, evaluator: e
               recorder: _Recorder, workdir: str, fixed_z: jax.Array, key: jax.Array) -> dict:
   """Sample grid (PNG and TensorBoard) and the configured metrics of ``state``."""
   step = int(state.step)
-  images = np.asarray(evaluate.generate(gan, state.g_params, fixed_z))
-  grid = visualize.image_grid(images, dataset.image_shape, rows=SAMPLE_ROWS, cols=SAMPLE_ROWS)
-  visualize.save_png(os.path.join(workdir, "samples", f"step_{step:07d}.png"), grid)
-  recorder.image("samples", grid, step)
+  has_ema = state.ema_params is not None
+  # samples/step_N.png shows the generator a run is judged by (the EMA when there is one);
+  # samples/raw_step_N.png the raw G beside it.
+  for ema, prefix in (((True, ""), (False, "raw_")) if has_ema else ((False, ""),)):
+    images = evaluate.generate(gan, state, fixed_z, ema=ema)
+    grid = visualize.image_grid(images, dataset.image_shape, rows=SAMPLE_ROWS, cols=SAMPLE_ROWS)
+    visualize.save_png(os.path.join(workdir, "samples", f"{prefix}step_{step:07d}.png"), grid)
+    recorder.image(f"{prefix}samples", grid, step)
   if not evaluator.active:
     return {}
-  t0 = time.time()
-  scores = evaluator(gan, state, key)
-  parts = []
-  if "parzen_ll" in scores:
-    parts.append(f"Parzen log-likelihood {scores['parzen_ll']:.1f} ± "
-                 f"{scores['parzen_ll_stderr']:.1f} nats (sigma {scores['parzen_sigma']:.3f})")
-  if "frechet_distance" in scores:
-    parts.append(f"FD {scores['frechet_distance']:.2f}, classifier score "
-                 f"{scores['classifier_score']:.2f}, precision {scores['precision']:.3f}, "
-                 f"recall {scores['recall']:.3f}, {scores['classes_covered']}/10 digits covered")
-  print(f"eval at step {step}: {'; '.join(parts)} ({time.time() - t0:.0f} s)", flush=True)
-  if scores.get("classes_covered", 10) < 10:
-    print(f"warning: mode collapse at step {step}: only {scores['classes_covered']} of 10 digit "
-          f"classes get at least 1% of the samples (histogram {scores['class_histogram']}).",
-          flush=True)
+  scores: dict[str, Any] = {}
+  for ema in ((False, True) if has_ema else (False,)):
+    t0 = time.time()
+    got = evaluator(gan, state, key, ema=ema)
+    scores.update({(evaluate.EMA_PREFIX + k if ema and k != "step" else k): v
+                   for k, v in got.items()})
+    print(f"eval at step {step}{' (EMA of G)' if ema else ''}: {evaluate.summary(got)} "
+          f"({time.time() - t0:.0f} s)", flush=True)
+    if got.get("classes_covered", 10) < 10:
+      print(f"warning: mode collapse at step {step}{' (EMA of G)' if ema else ''}: only "
+            f"{got['classes_covered']} of 10 digit classes get at least 1% of the samples "
+            f"(histogram {got['class_histogram']}).", flush=True)
   return scores
 
 
@@ -256,7 +259,11 @@ def _train(configs: list[ml_collections.ConfigDict], workdirs: list[str], names:
   config, num = configs[0], len(configs)  # config: what the replicas share
   dataset = data_lib.load(config.data)
   batches_per_epoch = len(dataset.train) // config.batch_size
-  built = [build.make_gan_and_state(c, dataset) for c in configs]
+  group_gan = None
+  if num > 1:  # one spec for the group; each replica's own values live in its state
+    group_gan = build.make_group_gan(configs, data_dim=dataset.dim,
+                                     batches_per_epoch=batches_per_epoch)
+  built = [build.make_gan_and_state(c, dataset, group_gan) for c in configs]
   gans, roots, initials = ([b[i] for b in built] for i in range(3))
 
   states, rollbacks = list(initials), 0
@@ -265,8 +272,8 @@ def _train(configs: list[ml_collections.ConfigDict], workdirs: list[str], names:
   if len(starts) > 1:
     raise _Misaligned()
   for i, f in enumerate(found):
-    if f is not None:
-      states[i] = f[0]
+    if f is not None:  # the optimizers' learning rates may have changed between launches
+      states[i] = _this_runs_rates(gans[i], f[0], configs[i])
       rollbacks = max(rollbacks, int(f[1].get("rollbacks", 0)))
       _warn(f"Resuming {_label(names[i])}from the checkpoint at step {int(f[0].step)} in "
             f"{ckpts[i].directory}")
@@ -281,18 +288,13 @@ def _train(configs: list[ml_collections.ConfigDict], workdirs: list[str], names:
 
   chunk = chunk_length(config)
   source = ArraySource(len(dataset.train))
-  replica_gan = None
-  hparams = None
-  if num > 1:
-    replica_gan = _ReplicaGAN(config, dataset.dim, batches_per_epoch)
-    hparams = sweep.stacked_hparams(configs)
   loops: dict[int, TrainLoop] = {}
 
   def loop_of(length: int) -> TrainLoop:
     if length not in loops:  # a final partial chunk compiles once more
       loops[length] = TrainLoop(gans[0], source, global_batch=config.batch_size,
                                 steps_per_call=length, parallel=config.parallel, devices=devices,
-                                replica_gan=replica_gan)
+                                vmapped=num > 1)
     return loops[length]
 
   loop = loop_of(chunk)
@@ -343,10 +345,7 @@ def _train(configs: list[ml_collections.ConfigDict], workdirs: list[str], names:
         stopped_by = stop.signal_name or "a stop signal to another process"
         break
       loop = loop_of(min(chunk, total - step))
-      if num == 1:
-        dstate, metrics = loop(dstate, ddata, train_key(rollbacks))
-      else:
-        dstate, metrics = loop(dstate, ddata, train_key(rollbacks), hparams)
+      dstate, metrics = loop(dstate, ddata, train_key(rollbacks))
       metrics = per_replica(jax.device_get(metrics))  # [chunk] per metric and replica
       first, step = step, step + loop.steps_per_call
       bad = [(i, b) for i, m in enumerate(metrics)
@@ -359,7 +358,8 @@ def _train(configs: list[ml_collections.ConfigDict], workdirs: list[str], names:
           raise _divergence_error(what, bad_step, ckpts[i].latest_step(), rollbacks)
         rollbacks += 1
         found = _restore_all(ckpts, initials)
-        states = [init if f is None else f[0] for f, init in zip(found, initials, strict=True)]
+        states = [init if f is None else _this_runs_rates(g, f[0], c)
+                  for f, init, g, c in zip(found, initials, gans, configs, strict=True)]
         if len({int(s.step) for s in states}) > 1:
           raise _divergence_error(what, bad_step, ckpts[i].latest_step(), rollbacks)
         step = step_last = int(states[0].step)
@@ -380,8 +380,8 @@ def _train(configs: list[ml_collections.ConfigDict], workdirs: list[str], names:
         t_last, step_last = now, step
         if _is_main():
           # One copy of the optimizer states only: their scalars, not the parameters.
-          opts = per_replica(jax.device_get(loop.get_state((dstate.d_opt_state,
-                                                            dstate.g_opt_state))))
+          opts = per_replica(jax.device_get(loop.get_state((dstate.d.opt_state,
+                                                            dstate.g.opt_state))))
           for i in range(num):
             means = {k: float(np.mean(np.concatenate([m[i][k] for m in pending])))
                      for k in pending[0][i]}
@@ -389,8 +389,10 @@ def _train(configs: list[ml_collections.ConfigDict], workdirs: list[str], names:
             row.update({"step": step, "epoch": step * gans[i].real_batches_per_step /
                         batches_per_epoch, "wall_time": now - t_start,
                         "iterations_per_second": rate, **means})
-            row.update({f"d_{k}": v for k, v in _hyperparams(opts[i][0]).items()})
-            row.update({f"g_{k}": v for k, v in _hyperparams(opts[i][1]).items()})
+            g_opt_cfg = configs[i].get("g_optimizer") or configs[i].optimizer
+            row.update({f"d_{k}": v for k, v in
+                        _hyperparams(opts[i][0], configs[i].optimizer).items()})
+            row.update({f"g_{k}": v for k, v in _hyperparams(opts[i][1], g_opt_cfg).items()})
             if rollbacks:
               row["rollbacks"] = rollbacks
             print(f"{_label(names[i])}step {step}/{total}  epoch {row['epoch']:.1f}  "
@@ -443,20 +445,10 @@ def _label(name: str) -> str:
   return f"[{name}] " if name else ""
 
 
-@dataclasses.dataclass(frozen=True)
-class _ReplicaGAN:
-  """hparams -> the GAN spec of one replica of a config (hashable, for the loop's cache)."""
-
-  config: Any
-  data_dim: int
-  batches_per_epoch: int
-
-  def __call__(self, hparams: dict[str, Any]) -> GAN:
-    return build.make_gan(self.config, data_dim=self.data_dim,
-                          batches_per_epoch=self.batches_per_epoch, hparams=hparams)
-
-  def __hash__(self):
-    return id(self)
+def _this_runs_rates(gan: GAN, state: GANState, config: ml_collections.ConfigDict) -> GANState:
+  """A restored state with this launch's learning rates (they may change between launches)."""
+  hp = build.replica_hparams(config)
+  return set_hparams(gan, state, {k: hp[k] for k in ("d_learning_rate", "g_learning_rate")})
 
 
 def train_sweep(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:

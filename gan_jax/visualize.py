@@ -74,16 +74,22 @@ def plot_eval(rows: Sequence[dict], path: str) -> None:
     return
   fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), squeeze=False)
   for ax, (keys, title) in zip(axes[0], panels, strict=True):
-    for key in keys:
-      pts = [(r["step"], r[key]) for r in rows if key in r]
-      ax.plot(*zip(*pts, strict=True), marker="o", ms=3, label=key)
-    if keys == ("parzen_ll",):
-      pts = [(r["step"], r["parzen_ll"], r["parzen_ll_stderr"]) for r in rows if "parzen_ll" in r]
-      s, m, e = (np.array(v) for v in zip(*pts, strict=True))
-      ax.fill_between(s, m - e, m + e, alpha=0.3)
+    for prefix, style in (("", "-"), ("ema_", "--")):  # the raw G, and its EMA when kept
+      for key in keys:
+        pts = [(r["step"], r[prefix + key]) for r in rows if prefix + key in r]
+        if not pts:
+          continue
+        ax.plot(*zip(*pts, strict=True), style, marker="o", ms=3,
+                label=f"{key}, EMA of G" if prefix else key)
+        if key == "parzen_ll":
+          pts = [(r["step"], r[prefix + key], r[prefix + "parzen_ll_stderr"]) for r in rows
+                 if prefix + key in r]
+          s, m, e = (np.array(v) for v in zip(*pts, strict=True))
+          ax.fill_between(s, m - e, m + e, alpha=0.3)
     if len(keys) > 1:
       ax.set_ylim(0, 1)
-      ax.legend()
+    if len(keys) > 1 or any("ema_" + keys[0] in r for r in rows):
+      ax.legend(fontsize=7)
     ax.set_xlabel("iteration")
     ax.set_title(title, fontsize=10)
   _save(fig, path)

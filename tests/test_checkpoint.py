@@ -20,7 +20,7 @@ def state():
 
 def at_step(state, step):
   return state.replace(step=np.asarray(step, np.asarray(state.step).dtype),
-                       g_params=jax.tree.map(lambda p: p + step, state.g_params))
+                       g=state.g.replace(params=jax.tree.map(lambda p: p + step, state.g_params)))
 
 
 def data_files(workdir, step):

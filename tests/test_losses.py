@@ -82,7 +82,7 @@ def test_minimax_saturates_and_non_saturating_does_not():
 
 def test_unknown_generator_loss_kind_is_rejected():
   with pytest.raises(ValueError, match="minimax"):
-    losses.generator_loss(jnp.zeros(2), kind="wasserstein")
+    losses.generator_loss(jnp.zeros(2), kind="earth_mover")
 
 
 def test_optimal_discriminator_and_theorem_1_identity():

@@ -29,23 +29,48 @@ def test_momentum_sgd_is_pylearn2s_rule():
   np.testing.assert_allclose(got, expect, rtol=1e-6)
 
 
+def paper_reference(grads, *, lr=0.1, decay=1.000004, floor=1e-6, m0=0.5, m1=0.7,
+                    start=1, saturate=3, steps_per_epoch=2):
+  """pylearn2's rule with the authors' schedules, in plain Python floats."""
+  v = p = 0.0
+  out = []
+  for t, g in enumerate(grads):
+    rate = max(lr / decay**t, floor)
+    frac = min(max((t // steps_per_epoch - start) / (saturate - start), 0.0), 1.0)
+    v = (m0 + (m1 - m0) * frac) * v - rate * g
+    p += v
+    out.append(p)
+  return out
+
+
 def test_paper_schedule_learning_rate_and_momentum():
   opt = optim.paper_sgd(steps_per_epoch=2, momentum_start_epoch=1, momentum_saturate_epoch=3)
-  _, state = run(opt, [0.0] * 3)
-  # The state holds the values the last update used: count 2 (epoch 1) after 3 updates.
-  hp = state.hyperparams
-  np.testing.assert_allclose(hp["learning_rate"], 0.1 / 1.000004**2, rtol=1e-6)
-  np.testing.assert_allclose(hp["momentum"], 0.5, rtol=1e-6)
-  _, state = run(opt, [0.0] * 7)  # last update: count 6, epoch 3, saturated
+  grads = [1.0, -2.0, 0.5, 1.0, 3.0, -1.0, 2.0, 0.25]
+  got, state = run(opt, grads)
+  np.testing.assert_allclose(got, paper_reference(grads), rtol=1e-5)
+  # The state holds the base rate (a sweepable array) and the momentum the last update
+  # used: count 7, epoch 3, saturated.
+  np.testing.assert_allclose(state.hyperparams["learning_rate"], 0.1, rtol=1e-6)
   np.testing.assert_allclose(state.hyperparams["momentum"], 0.7, rtol=1e-6)
   _, state = run(opt, [0.0] * 5)  # last update: count 4, epoch 2, halfway
   np.testing.assert_allclose(state.hyperparams["momentum"], 0.6, rtol=1e-6)
 
 
+class _Cfg:
+  name = "paper_sgd"
+  decay_factor = 2.0
+  min_learning_rate = 1e-3
+
+
 def test_learning_rate_floor():
-  opt = optim.paper_sgd(decay_factor=2.0, min_learning_rate=1e-3)
-  _, state = run(opt, [0.0] * 20)
-  np.testing.assert_allclose(state.hyperparams["learning_rate"], 1e-3, rtol=1e-6)
+  opt = optim.paper_sgd(decay_factor=2.0, min_learning_rate=1e-3, steps_per_epoch=2,
+                        momentum_start_epoch=1, momentum_saturate_epoch=3)
+  grads = [1.0] * 20
+  got, state = run(opt, grads)
+  np.testing.assert_allclose(got, paper_reference(grads, decay=2.0, floor=1e-3), rtol=1e-5)
+  np.testing.assert_allclose(optim.current_learning_rate(_Cfg, state), 1e-3, rtol=1e-6)
+  _, state = run(opt, [0.0] * 2)
+  np.testing.assert_allclose(optim.current_learning_rate(_Cfg, state), 0.1 / 4, rtol=1e-6)
 
 
 def test_unknown_optimizer_is_refused():

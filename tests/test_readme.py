@@ -18,11 +18,21 @@ def test_use_the_steps_in_your_own_jax_code_example():
   namespace = {}
   exec(compile(python_block_after("## Use the steps in your own JAX code"), "README", "exec"),
        namespace)
-  samples, metrics = np.asarray(namespace["samples"]), namespace["metrics"]
+  samples, metrics, state = np.asarray(namespace["samples"]), namespace["metrics"], namespace["state"]
   assert samples.shape == (1000, 2) and np.isfinite(samples).all()
-  # The generator has moved its mass onto the data (from ~0 at initialisation).
+  assert metrics["d_loss"].shape == (2000,) and np.isfinite(metrics["d_loss"]).all()
+  # The generator has moved its mass onto the data (from ~0 at initialisation) without
+  # collapsing to a point.
   np.testing.assert_allclose(samples.mean(0), [2.0, -1.0], atol=0.5)
-  assert 0.25 < float(metrics["d_real"]) < 0.75 and 0.25 < float(metrics["d_fake"]) < 0.75
+  assert (0.05 < samples.std(0)).all() and (samples.std(0) < 1.5).all()
+  # BatchNorm's running statistics were trained and the R1 penalty was applied.
+  stats = state.g.collections["batch_stats"]["BatchNorm_0"]
+  assert np.abs(np.asarray(stats["mean"])).max() > 1e-3
+  assert float(metrics["d_reg"].mean()) > 0
+  # The samples came from the EMA, which differs from the raw generator.
+  raw = np.asarray(namespace["gan_jax"].generate(namespace["gan"], state, namespace["z"],
+                                                 ema=False))
+  assert not np.allclose(raw, samples)
 
 
 def test_every_test_the_fault_table_cites_exists():

@@ -34,13 +34,13 @@ def test_d_step_changes_only_d_and_g_step_changes_only_g():
   state = gan_jax.init_state(gan, jax.random.key(0), batch())
   after_d, m = jax.jit(functools.partial(gan_jax.d_step, gan))(state, batch(), jax.random.key(1))
   assert_trees_equal(after_d.g_params, state.g_params)
-  assert_trees_equal(after_d.g_opt_state, state.g_opt_state)
+  assert_trees_equal(after_d.g.opt_state, state.g.opt_state)
   assert not np.allclose(after_d.d_params["hidden_0"]["kernel"], state.d_params["hidden_0"]["kernel"])
   assert set(m) == {"d_loss", "value", "d_real", "d_fake", "d_grad_norm"}
 
   after_g, m = jax.jit(functools.partial(gan_jax.g_step, gan, batch_size=M))(state, jax.random.key(2))
   assert_trees_equal(after_g.d_params, state.d_params)
-  assert_trees_equal(after_g.d_opt_state, state.d_opt_state)
+  assert_trees_equal(after_g.d.opt_state, state.d.opt_state)
   assert not np.allclose(after_g.g_params["output"]["kernel"], state.g_params["output"]["kernel"])
   assert set(m) == {"g_loss", "g_grad_norm"}
   assert int(after_d.step) == int(after_g.step) == 0  # only train_step counts iterations
@@ -157,7 +157,11 @@ def test_pmean_over_devices_equals_the_whole_batch(update_rule):
     (dict(k=0), "k is 0"),
     (dict(update_rule="simultaneous", k=2), "k=1"),
     (dict(update_rule="sometimes"), "update_rule"),
-    (dict(g_loss="hinge"), "g_loss"),
+    (dict(g_loss="hinged"), "g_loss"),
+    (dict(d_loss="cross_entropy"), "d_loss"),
+    (dict(ema_decay=1.0), "ema_decay"),
+    (dict(d_regularizer=3.0), "d_regularizer"),
+    (dict(g_loss=["minimax"]), "g_loss"),
     (dict(real_label=1.5), "real_label"),
     (dict(latent_dist="cauchy"), "latent_dist"),
 ])

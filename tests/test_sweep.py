@@ -94,8 +94,7 @@ def test_bfloat16_compute_trains_without_nan_and_keeps_float32_parameters():
   for name, values in metrics.items():
     assert values.shape == (300,) and values.dtype == np.float32, name
     assert np.all(np.isfinite(values)), name
-  leaves = jax.tree.leaves((state.g_params, state.d_params, state.g_opt_state,
-                            state.d_opt_state))
+  leaves = jax.tree.leaves((state.g, state.d, state.ema_params))
   assert all(x.dtype in (np.float32, np.int32) for x in leaves if hasattr(x, "dtype"))
   assert np.all(np.isfinite(samples)) and samples.dtype == np.float32
   assert all(np.isfinite(r["d_loss"]) for r in rows)
