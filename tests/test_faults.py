@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from conftest import MNIST_DIR, ROOT, assert_trees_equal, needs_mnist
 
@@ -95,7 +96,13 @@ def reference(tmp_path_factory, tfds_dir):
   workdir = str(tmp_path_factory.mktemp("reference"))
   ok(launch(workdir, tfds_dir))
   assert steps_of(workdir) == list(range(50, STEPS + 1, 50))
-  return workdir, final_state(workdir)
+  state = final_state(workdir)
+  # The config keeps an EMA of G (experiments/mnist.py), so every bitwise comparison of
+  # the final state below covers the EMA too.
+  assert state["hparams"]["ema_decay"] == np.float32(0.999)
+  assert not np.array_equal(state["ema_params"]["output"]["kernel"],
+                            state["g"]["params"]["output"]["kernel"])
+  return workdir, state
 
 
 def copy_run(reference, tmp_path, upto):

@@ -88,9 +88,14 @@ def test_smoke_run_writes_every_artifact(smoke_run, tfds_dir, classifier_dir):
     assert sum(r["class_histogram"]) == config.evaluation.num_samples and 0 <= r["classes_covered"] <= 10
     assert 0 <= r["class_kl_to_uniform"] <= np.log(10) + 1e-9
 
+  # The config keeps an EMA of G: each evaluation scores both generators on the same noise.
+  for r in evals.values():
+    assert np.isfinite(r["ema_parzen_ll"]) and r["ema_frechet_distance"] > 0
+    assert r["ema_frechet_distance"] != r["frechet_distance"]
   for step in (50, 100):
-    with Image.open(os.path.join(workdir, "samples", f"step_{step:07d}.png")) as img:
-      assert img.size == (10 * 30 + 2, 10 * 30 + 2) and img.mode == "L"
+    for prefix in ("", "raw_"):  # the EMA's grid, and the raw G's beside it
+      with Image.open(os.path.join(workdir, "samples", f"{prefix}step_{step:07d}.png")) as img:
+        assert img.size == (10 * 30 + 2, 10 * 30 + 2) and img.mode == "L"
   for name in ("curves.png", "eval.png"):
     with Image.open(os.path.join(workdir, name)) as img:
       assert img.format == "PNG" and img.size[0] > 400
@@ -103,7 +108,8 @@ def test_smoke_run_writes_every_artifact(smoke_run, tfds_dir, classifier_dir):
       tags.setdefault(v.tag, []).append(event.step)
   assert tags["d_loss"] == [25, 50, 75, 100] and tags["parzen_ll"] == [50, 100]
   assert tags["frechet_distance"] == [50, 100] and tags["classes_covered"] == [50, 100]
-  assert tags["samples"] == [50, 100]
+  assert tags["samples"] == [50, 100] and tags["raw_samples"] == [50, 100]
+  assert tags["ema_parzen_ll"] == [50, 100]
   # Progress lines from process 0 at each log interval, nothing per step.
   progress = [l for l in result.stdout.splitlines() if l.startswith("step ")]
   assert len(progress) == 4 and "it/s" in progress[0] and "ETA" in progress[0]
@@ -123,6 +129,7 @@ def test_eval_mode_scores_the_latest_checkpoint(smoke_run, tfds_dir, classifier_
   assert f"| Fréchet distance (classifier features) | {scores['frechet_distance']:.3f} |" in \
       result.stdout
   assert f"| digit classes covered | {scores['classes_covered']} of 10" in result.stdout
+  assert "| metric | raw G | EMA of G |" in result.stdout and np.isfinite(scores["ema_parzen_ll"])
   assert "Training the MNIST feature classifier" not in result.stdout  # the cached one
   empty = launch(f"--config={SMOKE}", f"--workdir={tmp_path / 'none'}", "--mode=eval",
                  *data_flags(tfds_dir, classifier_dir))
@@ -152,3 +159,41 @@ def test_batch_that_does_not_divide_over_devices_is_refused(tmp_path):
   assert result.returncode == 2
   assert "config.batch_size=10 does not divide over the 4 devices" in result.stderr
   assert "Traceback" not in result.stderr
+
+
+def test_a_workdir_of_the_earlier_layout_is_refused_for_training_and_scored_by_eval(
+    smoke_run, tfds_dir, classifier_dir, tmp_path):
+  """A workdir as gan_jax 0.1 left it: flat g_params/d_params, no EMA, no layout recorded."""
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  from gan_jax import checkpoint  # pylint: disable=import-outside-toplevel
+  workdir, _ = smoke_run
+  ckpt = checkpoint.Checkpointer(workdir)
+  try:
+    new = ckpt.restore(None, 100)
+  finally:
+    ckpt.close()
+  old = {"step": new["step"], "g_params": new["g"]["params"], "d_params": new["d"]["params"],
+         "g_opt_state": new["g"]["opt_state"], "d_opt_state": new["d"]["opt_state"]}
+  legacy = tmp_path / "legacy"
+  manager = ocp.CheckpointManager(str(legacy / "checkpoints"),
+                                  options=ocp.CheckpointManagerOptions(create=True),
+                                  item_handlers=ocp.StandardCheckpointHandler())
+  manager.save(100, args=ocp.args.StandardSave(old),
+               custom_metadata={"sha256": checkpoint.tree_digest(old)})
+  manager.wait_until_finished()
+  manager.close()
+  train = launch(f"--config={SMOKE}", f"--workdir={legacy}", *data_flags(tfds_dir, classifier_dir))
+  assert train.returncode == 2 and "Traceback" not in train.stderr
+  assert "state layout 1" in train.stderr and "another --workdir" in train.stderr
+  assert os.listdir(legacy / "checkpoints") == ["100"]  # untouched
+  scored = launch(f"--config={SMOKE}", f"--workdir={legacy}", "--mode=eval",
+                  "--config.evaluation.classifier_metrics=False",
+                  *data_flags(tfds_dir, classifier_dir))
+  assert scored.returncode == 0, scored.stderr[-3000:]
+  assert "scoring its generator's raw parameters" in scored.stdout
+  with open(legacy / "eval.json") as f:
+    result = json.load(f)
+  # The same generator and noise as the run's own evaluation at step 100.
+  at_100 = [r for r in read_metrics(workdir) if r["step"] == 100 and "parzen_ll" in r][0]
+  assert result["parzen_ll"] == pytest.approx(at_100["parzen_ll"], abs=1e-3)
+  assert "ema_parzen_ll" not in result

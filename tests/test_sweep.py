@@ -100,3 +100,12 @@ def test_bfloat16_compute_trains_without_nan_and_keeps_float32_parameters():
   assert all(np.isfinite(r["d_loss"]) for r in rows)
   # D learnt something: its loss left log 2 (chance) in the course of training.
   assert abs(metrics["d_loss"][-50:].mean() - np.log(2)) > 0.01
+
+
+def test_losses_and_nonzero_ema_decays_share_a_program_but_an_ema_off_does_not():
+  config = load_config("experiments/mnist.py", "smoke")
+  config.sweep = "gan.ema_decay=0.999,0.9999 gan.d_loss=bce,hinge gan.g_loss=hinge,minimax"
+  assert [len(g) for g in sweep.groups(sweep.expand(config))] == [8]
+  config.sweep = "gan.ema_decay=0.0,0.999 seed=0:2"
+  grouped = sweep.groups(sweep.expand(config))
+  assert [[r.config.gan.ema_decay for r in g] for g in grouped] == [[0.0, 0.0], [0.999, 0.999]]
