@@ -4,10 +4,10 @@
   python launch.py --config=experiments/mnist.py:smoke --config.data.manual_dir=/path/to/mnist
   python launch.py --config=experiments/mnist.py --workdir=runs/mnist --mode=eval
 
-Multi-process (one process per host; each runs the same command):
+Multi-process (one process per host; each runs the same command): on TPU pods, SLURM,
+Open MPI or Kubernetes, JAX detects the processes itself; elsewhere give them:
   python launch.py --config=... --coordinator_address=10.0.0.1:1234 --num_processes=2 \
       --process_id=0          # and --process_id=1 on the second host
-  python launch.py --config=... --distributed=auto   # TPU pods, SLURM, MPI: JAX detects them
 
 Any config field can be overridden with --config.<field>=<value>; a misspelt
 field is an error. Launching again with the same --workdir resumes from its
@@ -36,14 +36,17 @@ _WORKDIR = flags.DEFINE_string(
     "(default: runs/<config name>[_<argument>]).")
 
 _COORDINATOR = flags.DEFINE_string(
-    "coordinator_address", "", "Multi-process runs: HOST:PORT of process 0's coordinator.")
+    "coordinator_address", "", "Multi-process runs: HOST:PORT of process 0's coordinator "
+    "(overrides what JAX detects).")
 _NUM_PROCESSES = flags.DEFINE_integer(
-    "num_processes", 0, "Multi-process runs: the number of processes (0: a single process).")
+    "num_processes", 0, "Multi-process runs: the number of processes (0: detected).")
 _PROCESS_ID = flags.DEFINE_integer(
-    "process_id", -1, "Multi-process runs: this process's index, 0 .. num_processes - 1.")
+    "process_id", -1, "Multi-process runs: this process's index, 0 .. num_processes - 1 "
+    "(-1: detected).")
 _DISTRIBUTED = flags.DEFINE_enum(
-    "distributed", "off", ["off", "auto"],
-    "auto: join a multi-process run that JAX detects itself (Cloud TPU pods, SLURM, Open MPI).")
+    "distributed", "auto", ["auto", "off"],
+    "auto: join the multi-process run JAX detects (Cloud TPU pods, SLURM, Open MPI, "
+    "Kubernetes), a single process outside one; off: a single process, always.")
 
 
 def default_workdir() -> str:
@@ -73,7 +76,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   # Imported here so that --help and flag errors come back without loading JAX or TF.
+  import jax  # pylint: disable=import-outside-toplevel
   from gan_jax import distributed, evaluate, ring, sweep, toy, train  # pylint: disable=import-outside-toplevel
+  from gan_jax import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
   from gan_jax.errors import UserError  # pylint: disable=import-outside-toplevel
 
   toys = {"gaussian_1d": toy.run_gaussian_1d, "ring_2d": ring.run_ring_2d}
@@ -84,27 +89,32 @@ def main(argv):
   try:
     if distributed.initialize(coordinator_address=_COORDINATOR.value,
                               num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
-                              auto=_DISTRIBUTED.value == "auto"):
+                              enabled=_DISTRIBUTED.value == "auto"):
       print(f"Joined a multi-process run: {distributed.describe()}", flush=True)
     workdir = _WORKDIR.value or default_workdir()
     config = _CONFIG.value
     experiment = config.get("experiment", "gan")
-    if experiment in toys:
-      if _MODE.value == "eval":
+    if experiment not in toys and experiment != "gan":
+      raise UserError(f"config.experiment is {experiment!r}; use 'gan' (the default) or one of "
+                      f"{', '.join(map(repr, toys))}.")
+    if _MODE.value == "eval":
+      if experiment in toys:
         raise UserError(f"The {experiment} experiment scores itself while it trains (see "
                         f"results.json in the workdir); it has no --mode=eval. Run it with "
                         f"--mode=train (the default).")
-      toys[experiment](config, workdir)
-    elif experiment != "gan":
-      raise UserError(f"config.experiment is {experiment!r}; use 'gan' (the default) or one of "
-                      f"{', '.join(map(repr, toys))}.")
-    elif _MODE.value == "eval":
       for replica in sweep.expand(config):  # one, in the workdir itself, without a sweep
         evaluate.evaluate_checkpoint(replica.config, os.path.join(workdir, replica.name))
-    elif config.get("sweep"):
-      train.train_sweep(config, workdir)
-    else:
-      train.train_and_evaluate(config, workdir)
+      return
+    if experiment == "gan":  # a bad config is refused before the workdir is created
+      train.validate_experiment(config)
+    # One run per workdir: process 0 holds its lock until this process ends.
+    with workdir_lib.locked(workdir, enabled=jax.process_index() == 0):
+      if experiment in toys:
+        toys[experiment](config, workdir)
+      elif config.get("sweep"):
+        train.train_sweep(config, workdir)
+      else:
+        train.train_and_evaluate(config, workdir)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(2)

@@ -4,7 +4,11 @@ Atomic: orbax writes each checkpoint into a temporary directory and renames it
 into place when complete, so a write interrupted at any point (even by
 ``kill -9``) never leaves a directory that ``latest_step`` takes as a
 checkpoint; leftover temporary directories are removed when the next run opens
-the workdir.
+the workdir. That removal is our own few lines, synchronous: orbax's
+``cleanup_tmp_directories`` option removes them from a background thread, which
+raises "cannot schedule new futures after interpreter shutdown" when the
+process ends first (a refused launch, a short ``--mode=eval``; reproduced with
+orbax-checkpoint 0.12.8).
 
 Verified: each checkpoint records the SHA-256 of its arrays (and the run's
 config) in its metadata. ``restore_latest_valid`` restores the newest

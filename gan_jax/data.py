@@ -31,6 +31,10 @@ MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
 MNIST_SPLITS = {"train": "train[:50000]", "validation": "train[50000:]", "test": "test"}
 MNIST_VERSION = "3.0.1"  # pinned: the same images whatever TFDS release is installed
 CACHE_NAME = "gan_jax_arrays.npz"  # decoded splits, next to TFDS's prepared files
+# Where TFDS's MNIST builder downloads from (tensorflow_datasets' mnist._MNIST_URL; a test
+# checks they agree): probed before TensorFlow is even imported, so that an offline machine
+# hears within seconds that it needs manual_dir.
+MNIST_SOURCE_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +172,10 @@ def _load_mnist_with_tfds(manual_dir: str, data_dir: str) -> dict[str, np.ndarra
   if absent:  # TFDS would try (and, offline, slowly fail) to download them
     raise _missing_data_error(manual_dir, data_dir,
                               FileNotFoundError(f"{', '.join(absent)} not in {manual_dir}"))
+  prepared = os.path.join(data_dir or _default_data_dir(), "mnist", MNIST_VERSION,
+                          "dataset_info.json")
+  if not manual_dir and not os.path.exists(prepared):  # TFDS would download: is there a network?
+    _check_reachable(MNIST_SOURCE_URL, manual_dir, data_dir)
   _hide_accelerators_from_tensorflow()
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
 
@@ -185,6 +193,27 @@ def _load_mnist_with_tfds(manual_dir: str, data_dir: str) -> dict[str, np.ndarra
     arrays[name] = d["image"].reshape(len(d["image"]), -1)
     arrays[f"{name}_labels"] = d["label"].astype(np.int32)
   return arrays
+
+
+PROBE_TIMEOUT_S = 5.0  # connect and read, for the one request that asks "is there a network?"
+
+
+def _check_reachable(url: str, manual_dir: str, data_dir: str) -> None:
+  """Fail within seconds when the data must be downloaded and the network is unreachable.
+
+  TFDS's downloader retries with back-off for minutes before it gives up. One
+  HEAD request, through the same proxies (``requests`` reads HTTP(S)_PROXY as
+  TFDS does), answers first: any HTTP answer means the host is reachable.
+  """
+  if not url:
+    return
+  import requests  # pylint: disable=import-outside-toplevel  # TFDS's own HTTP client
+  try:
+    requests.head(url, timeout=PROBE_TIMEOUT_S, allow_redirects=False)
+  except requests.RequestException as e:
+    raise _missing_data_error(manual_dir, data_dir, ConnectionError(
+        f"the download source {url} cannot be reached ({type(e).__name__}); this machine "
+        f"seems to be offline")) from e
 
 
 def load(data_cfg) -> Dataset:

@@ -17,9 +17,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import tensorboardX
 
 from gan_jax import (build, checkpoint, data as data_lib, evaluate, optim, preemption, schema,
-                     sweep, tensorboard, visualize)
+                     sweep, visualize, workdir as workdir_lib)
 from gan_jax.errors import UserError
 from gan_jax.loop import ArraySource, TrainLoop
 from gan_jax.state import GAN, GANState, sample_latent, set_hparams
@@ -75,7 +76,7 @@ class _Recorder:
       with open(self.path) as f:
         self.rows = [r for r in map(json.loads, filter(str.strip, f)) if r["step"] <= resume_step]
       self._rewrite()
-    self.tb = tensorboard.SummaryWriter(os.path.join(workdir, "tensorboard"))
+    self.tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def _rewrite(self):
     tmp = self.path + ".tmp"
@@ -94,13 +95,16 @@ class _Recorder:
       f.write(json.dumps(row) + "\n")
     for k, v in row.items():
       if k != "step" and isinstance(v, (int, float)):
-        self.tb.scalar(k, v, row["step"])
+        self.tb.add_scalar(k, v, row["step"])
     self.tb.flush()
 
   def image(self, tag: str, image: np.ndarray, step: int) -> None:
     """``image``: uint8 [H, W, C]."""
-    self.tb.image(tag, image, step)
+    self.tb.add_image(tag, image, step, dataformats="HWC")
     self.tb.flush()
+
+  def close(self) -> None:
+    self.tb.close()
 
 
 def _fmt_time(seconds: float) -> str:
@@ -195,7 +199,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   checkpoint (see ``gan_jax.preemption``); the returned state is then the one
   checkpointed.
   """
-  return train_group([config], [workdir])[0]
+  validate_config(config, len(_devices(config)))  # before the lock creates the workdir
+  with workdir_lib.locked(workdir, enabled=_is_main()):
+    return train_group([config], [workdir])[0]
 
 
 def _devices(config: ml_collections.ConfigDict) -> list[Any]:
@@ -230,15 +236,16 @@ def train_group(configs: list[ml_collections.ConfigDict], workdirs: list[str],
   ckpts = [checkpoint.Checkpointer(w, keep=c.get("keep_checkpoints", 2),
                                    keep_every=c.get("keep_every", 0))
            for c, w in zip(configs, workdirs, strict=True)]
+  closers: list[Any] = []  # the TensorBoard writers, closed however training ends
   try:
     for ckpt, config in zip(ckpts, configs, strict=True):
       ckpt.check_resumable(config)
-    return _train(configs, workdirs, names, tuple(devices), ckpts)
+    return _train(configs, workdirs, names, tuple(devices), ckpts, closers)
   except _Misaligned:
     pass
   finally:
-    for ckpt in ckpts:
-      ckpt.close()
+    for close in closers + [ckpt.close for ckpt in ckpts]:
+      close()
   _warn("The replicas' newest checkpoints are at different steps; they train one after "
         "another.")
   finals = []
@@ -255,7 +262,8 @@ def _warn(message: str) -> None:
 
 
 def _train(configs: list[ml_collections.ConfigDict], workdirs: list[str], names: list[str],
-           devices: tuple[Any, ...], ckpts: list[checkpoint.Checkpointer]) -> list[GANState]:
+           devices: tuple[Any, ...], ckpts: list[checkpoint.Checkpointer],
+           closers: list[Any]) -> list[GANState]:
   config, num = configs[0], len(configs)  # config: what the replicas share
   dataset = data_lib.load(config.data)
   batches_per_epoch = len(dataset.train) // config.batch_size
@@ -284,6 +292,7 @@ def _train(configs: list[ml_collections.ConfigDict], workdirs: list[str], names:
       with open(os.path.join(w, "config.json"), "w") as f:
         f.write(c.to_json_best_effort(indent=2, sort_keys=True))
   recorders = [_Recorder(w, start) for w in workdirs] if _is_main() else []
+  closers.extend(r.close for r in recorders)
   evaluator = evaluate.Evaluator(config, dataset) if _is_main() else None
 
   chunk = chunk_length(config)
@@ -462,9 +471,20 @@ def train_sweep(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   finished. ``<workdir>/sweep.csv`` gets one row per finished replica: its
   swept values and its final metrics row.
   """
+  replicas = validate_experiment(config)
+  with workdir_lib.locked(workdir, enabled=_is_main()):
+    return _train_sweep(replicas, workdir)
+
+
+def validate_experiment(config: ml_collections.ConfigDict) -> list[sweep.Replica]:
+  """Check every replica's config (one without a sweep); returns the replicas."""
   replicas = sweep.expand(config)
   for replica in replicas:  # every replica's config is checked before any of them trains
     validate_config(replica.config, len(_devices(replica.config)))
+  return replicas
+
+
+def _train_sweep(replicas: list[sweep.Replica], workdir: str) -> list[dict]:
   grouped = sweep.groups(replicas)
   if _is_main():
     os.makedirs(workdir, exist_ok=True)

@@ -49,3 +49,28 @@ def test_cache_is_verified_and_rebuilt_when_damaged(mnist, tfds_dir, tmp_path):
   np.testing.assert_array_equal(again.train, mnist.train)
   np.testing.assert_array_equal(again.test_labels, mnist.test_labels)
   assert data._read_cache(str(cache)) is not None  # rewritten, and valid
+
+
+def test_the_probed_source_is_the_one_tfds_downloads_from():
+  from tensorflow_datasets.image_classification import mnist  # pylint: disable=import-outside-toplevel
+  assert data.MNIST_SOURCE_URL == mnist._MNIST_URL  # pylint: disable=protected-access
+
+
+def test_offline_without_manual_dir_gives_the_paragraph_within_15_s(tmp_path):
+  """The network made unreachable by a proxy that refuses every connection."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  import time  # pylint: disable=import-outside-toplevel
+  from conftest import ROOT  # pylint: disable=import-outside-toplevel
+  dead = "http://127.0.0.1:9"  # the discard port: nothing listens
+  env = {**os.environ, "HTTPS_PROXY": dead, "HTTP_PROXY": dead, "https_proxy": dead,
+         "http_proxy": dead, "NO_PROXY": "", "no_proxy": ""}
+  t0 = time.time()
+  result = subprocess.run(
+      [sys.executable, "launch.py", "--config=experiments/mnist.py:smoke",
+       f"--workdir={tmp_path / 'run'}", f"--config.data.data_dir={tmp_path / 'tfds'}"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  elapsed = time.time() - t0
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert "cannot be reached" in result.stderr and "config.data.manual_dir" in result.stderr
+  assert elapsed < 15, elapsed

@@ -136,6 +136,25 @@ def test_sigterm_finishes_the_chunk_checkpoints_and_resumes_exactly(reference, t
     assert [json.loads(l)["step"] for l in f] == list(range(25, STEPS + 1, 25))
 
 
+def test_a_second_launch_into_a_running_workdir_is_refused_and_the_first_is_untouched(
+    tfds_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  proc = start(workdir, tfds_dir, num_train_steps=100_000)
+  wait_for(proc, "step 25/")
+  second = launch(workdir, tfds_dir)  # e.g. a scheduler retrying the same command
+  assert second.returncode == 2 and "Traceback" not in second.stderr
+  assert f"is in use by another run: process {proc.pid} on host" in second.stderr
+  assert proc.poll() is None  # the first run goes on
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 0, out[-3000:]
+  (line,) = [l for l in out.splitlines() if l.startswith("Stopped by SIGTERM at step ")]
+  stopped = int(line.split()[5])
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:  # each step once
+    assert [json.loads(l)["step"] for l in f] == list(range(25, stopped + 1, 25))
+  assert int(final_state(workdir, stopped)["step"]) == stopped  # digest-verified restore
+
+
 def test_second_sigint_stops_at_once(tfds_dir, tmp_path):
   proc = start(str(tmp_path / "run"), tfds_dir, num_train_steps=100_000)
   wait_for(proc, "step 25/")
@@ -153,9 +172,10 @@ def test_kill_9_during_training_loses_only_the_steps_since_the_checkpoint(
   workdir = str(tmp_path / "run")
   proc = start(workdir, tfds_dir)
   wait_for(proc, "step 125/")
-  proc.kill()  # SIGKILL
+  proc.kill()  # SIGKILL: the kernel drops its workdir lock, so the relaunch below may run
   proc.communicate(timeout=60)
   assert proc.returncode == -signal.SIGKILL
+  assert os.path.exists(os.path.join(workdir, ".lock"))
   last = max(steps_of(workdir))
   assert last >= 100
   result = ok(launch(workdir, tfds_dir))
