@@ -39,10 +39,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # checkpoint and continues with a new random key, at most max_rollbacks times ("rollback").
   config.on_divergence = "stop"
   config.max_rollbacks = 3
-  # e.g. "seed=0:4 optimizer.learning_rate=0.1,0.05": one vmapped program for replicas of
-  # equal shapes, each a whole run in <workdir>/<replica>, one row per run in
-  # <workdir>/sweep.csv (see gan_jax/sweep.py).
-  config.sweep = ""
+  # The runs of a sweep, one dict of field values each, e.g.
+  #   tuple({"seed": s, "optimizer.learning_rate": lr} for s in range(4) for lr in (0.1, 0.05)):
+  # replicas of equal shapes train as one vmapped program, each a whole run in
+  # <workdir>/<replica>, one row per run in <workdir>/sweep.csv (see gan_jax/sweep.py).
+  config.sweep = ()
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "mnist"

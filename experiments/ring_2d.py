@@ -29,7 +29,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.num_eval_samples = 10_000
   config.min_share = 0.04  # a mode is covered with >= 4% of samples within 3 std of it
   # Both G losses from the same initial parameters: two replicas, trained as one program.
-  config.sweep = "gan.g_loss=minimax,non_saturating"
+  config.sweep = ({"gan.g_loss": "minimax"}, {"gan.g_loss": "non_saturating"})
   # D updates against the initial G before G moves: the start of learning the paper
   # describes, where D rejects G's poor samples with high confidence.
   config.d_warmup_steps = 200

@@ -31,5 +31,6 @@ def _ring_2d(arg):
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = _ring_2d(arg)
-  config.sweep = "seed=0:8 gan.g_loss=minimax,non_saturating"
+  config.sweep = tuple({"seed": seed, "gan.g_loss": loss}
+                       for seed in range(8) for loss in ("minimax", "non_saturating"))
   return config

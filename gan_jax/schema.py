@@ -71,7 +71,7 @@ SCHEMA: dict[str, Any] = {
     "keep_every": Field("int", lambda v: v >= 0, "an integer >= 0 (0: keep none extra)",
                         default=0),
     "parallel": _choice(("pmap", "shard_map", "none"), default="pmap"),
-    "sweep": Field("str", default=""),
+    "sweep": Field("replicas", default=()),
     "on_divergence": _choice(("stop", "rollback"), default="stop"),
     "max_rollbacks": Field("int", lambda v: v >= 0, "an integer >= 0", default=3),
     "data": {
@@ -142,6 +142,9 @@ def _type_ok(kind: str, value: Any) -> bool:
     return isinstance(value, str)
   if kind == "bool":
     return isinstance(value, bool)
+  if kind == "replicas":
+    return (isinstance(value, (tuple, list)) and
+            all(isinstance(v, dict) and all(isinstance(k, str) for k in v) for v in value))
   if kind == "ints":
     return (isinstance(value, (tuple, list)) and len(value) > 0 and
             all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value))
@@ -149,7 +152,9 @@ def _type_ok(kind: str, value: Any) -> bool:
 
 
 _KIND_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "True or False",
-               "ints": "a non-empty tuple of positive integers, e.g. (1200, 1200)"}
+               "ints": "a non-empty tuple of positive integers, e.g. (1200, 1200)",
+               "replicas": "a tuple of dicts, one per run, of dotted field names and values, "
+                           "e.g. ({'seed': 0}, {'seed': 1})"}
 
 
 def _check_section(section: Any, schema: dict[str, Any], prefix: str) -> None:

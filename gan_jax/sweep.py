@@ -1,27 +1,32 @@
 """Sweeps: one config that stands for many runs, trained as one program where shapes allow.
 
-A config declares a sweep in ``config.sweep``, a string of space-separated axes,
-each ``field=value,value,...`` (or ``field=start:stop`` for a range of
-integers); the runs are the Cartesian product of the axes::
+A config lists its runs in ``config.sweep``: a tuple of dicts, one per run,
+each mapping dotted field names to that run's values (the convention of
+big_vision's config files: plain Python, so comprehensions and products are
+written as Python)::
 
-  config.sweep = "seed=0:8 gan.g_loss=minimax,non_saturating"      # 16 runs
-  --config.sweep="optimizer.learning_rate=1e-3,3e-4 gan.real_label=1.0,0.9"
+  config.sweep = tuple({"seed": s, "gan.g_loss": loss}              # 16 runs
+                       for s in range(8) for loss in ("minimax", "non_saturating"))
+
+On the command line the same field takes a tuple literal, replacing the file's::
+
+  --config.sweep="({'optimizer.learning_rate': 1e-3}, {'optimizer.learning_rate': 3e-4})"
 
 Every replica is the base config with its values set. Fields in ``VMAPPABLE``
 change numbers, not shapes or code: replicas that differ only in those form
 one *group* and train as one compiled program, ``jax.vmap`` over their states
-inside the scanned loop (see ``TrainLoop.replica_gan``). Replicas that differ
+inside the scanned loop (``TrainLoop(vmapped=True)``). Replicas that differ
 elsewhere (widths, k, batch size, ...) fall into separate groups, run one
 after another.
 """
 
 from __future__ import annotations
 
-import ast
 import copy
 import csv
 import dataclasses
 import io
+import itertools
 import json
 import os
 import re
@@ -30,7 +35,6 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from gan_jax.errors import UserError
 
@@ -63,67 +67,32 @@ def _lookup(config: ml_collections.ConfigDict, field: str) -> tuple[Any, str]:
   return section, leaf
 
 
-def _parse_value(text: str, current: Any, field: str) -> Any:
-  if isinstance(current, str):
-    return text
-  try:
-    value = ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    value = text
+def _typed(value: Any, current: Any, field: str) -> Any:
+  """``value`` as the type of the field it replaces; a UserError when it does not fit."""
+  ok = value
   if isinstance(current, bool):
-    if isinstance(value, bool):
-      return value
-  elif isinstance(current, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
-    return float(value)
-  elif isinstance(current, int) and isinstance(value, int) and not isinstance(value, bool):
-    return value
-  elif current is None or type(value) is type(current):
-    return value
-  raise UserError(f"config.sweep gives {field} the value {text!r}, but the field holds a "
-                  f"{type(current).__name__} ({current!r}); write values of that type.")
+    ok = value if isinstance(value, bool) else None
+  elif isinstance(current, float):
+    ok = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+  elif isinstance(current, int):
+    ok = value if isinstance(value, int) and not isinstance(value, bool) else None
+  elif isinstance(current, str):
+    ok = value if isinstance(value, str) else None
+  elif isinstance(current, tuple):
+    ok = tuple(value) if isinstance(value, (tuple, list)) else None
+  elif current is not None and type(value) is not type(current):
+    ok = None
+  if ok is None:
+    raise UserError(f"config.sweep gives {field} the value {value!r}, but the field holds a "
+                    f"{type(current).__name__} ({current!r}); give a value of that type.")
+  return ok
 
 
-def _split(values: str) -> list[str]:
-  """Split on commas outside parentheses/brackets: "(16,16),(8,)" -> ["(16,16)", "(8,)"]."""
-  parts, depth, current = [], 0, ""
-  for ch in values:
-    depth += ch in "(["
-    depth -= ch in ")]"
-    if ch == "," and depth == 0:
-      parts.append(current)
-      current = ""
-    else:
-      current += ch
-  return [p for p in parts + [current] if p]
-
-
-def parse(spec: str, config: ml_collections.ConfigDict) -> list[tuple[str, list[Any]]]:
-  """The axes of a sweep spec: ``[(field, [values...]), ...]``, each value typed like the field."""
-  axes = []
-  for token in spec.split():
-    field, sep, values = token.partition("=")
-    if not sep or not field or not values:
-      raise UserError(f"config.sweep has the axis {token!r}; write each axis as "
-                      f"field=value,value,... or field=start:stop, axes separated by spaces, "
-                      f"e.g. --config.sweep='seed=0:4 gan.g_loss=minimax,non_saturating'.")
-    if field in {f for f, _ in axes}:
-      raise UserError(f"config.sweep names {field} twice; give each field one axis.")
-    try:
-      section, leaf = _lookup(config, field)
-    except KeyError:
-      raise UserError(f"config.sweep sweeps {field!r}, which this config does not have; name "
-                      f"an existing field by its dotted path (e.g. optimizer.learning_rate)."
-                      ) from None
-    current = section[leaf]
-    if re.fullmatch(r"-?\d+:-?\d+", values) and isinstance(current, int):
-      start, stop = map(int, values.split(":"))
-      parsed = list(range(start, stop))
-    else:
-      parsed = [_parse_value(v, current, field) for v in _split(values)]
-    if not parsed:
-      raise UserError(f"config.sweep's axis {token!r} has no values.")
-    axes.append((field, parsed))
-  return axes
+def product(axes: dict[str, Sequence[Any]]) -> tuple[dict[str, Any], ...]:
+  """The Cartesian product of ``{field: values}`` as ``config.sweep`` entries, first axis slowest."""
+  fields = list(axes)
+  return tuple(dict(zip(fields, combo, strict=True))
+               for combo in itertools.product(*(list(axes[f]) for f in fields)))
 
 
 def _text(value: Any) -> str:
@@ -134,32 +103,48 @@ def _text(value: Any) -> str:
 def expand(config: ml_collections.ConfigDict) -> list[Replica]:
   """The replicas of ``config.sweep`` (one, named ``""``, when the config has no sweep).
 
-  A replica's name, ``seed=3,g_loss=minimax``, lists its swept values by their
+  A replica's name, ``seed=3,g_loss=minimax``, lists its values by their
   fields' last names (whole dotted paths where those clash); it is also the
   name of its sub-workdir.
   """
-  spec = config.get("sweep", "") or ""
-  axes = parse(spec, config)
+  entries = config.get("sweep", ()) or ()
+  if isinstance(entries, str) or not all(isinstance(e, dict) for e in entries):
+    raise UserError(
+        f"config.sweep is {entries!r}; list the runs as a tuple of dicts, one per run, each "
+        f"mapping dotted field names to values, e.g. config.sweep = tuple({{'seed': s}} for s "
+        f"in range(4)) in the config file, or --config.sweep=\"({{'seed': 0}}, {{'seed': 1}})\" "
+        f"on the command line.")
   base = copy.deepcopy(config)
   if "sweep" in base:
     with base.unlocked():
-      base.sweep = ""
-  if not axes:
+      base.sweep = ()
+  if not entries:
     return [Replica("", {}, base)]
-  labels = {f: f.rsplit(".", 1)[-1] for f, _ in axes}
+  fields = list(dict.fromkeys(f for e in entries for f in e))
+  labels = {f: f.rsplit(".", 1)[-1] for f in fields}
   if len(set(labels.values())) != len(labels):  # e.g. optimizer.lr and g_optimizer.lr
-    labels = {f: f for f in labels}
-  replicas = []
-  for combo in np.ndindex(*[len(v) for _, v in axes]):
-    values = {field: vals[i] for (field, vals), i in zip(axes, combo, strict=True)}
+    labels = {f: f for f in fields}
+  replicas, names = [], set()
+  for entry in entries:
     cfg = copy.deepcopy(base)
-    for field, value in values.items():
-      section, leaf = _lookup(cfg, field)
+    values = {}
+    for field, value in entry.items():
       try:
-        section[leaf] = value
+        section, leaf = _lookup(cfg, field)
+      except KeyError:
+        raise UserError(f"config.sweep sets {field!r}, which this config does not have; name "
+                        f"an existing field by its dotted path (e.g. optimizer.learning_rate)."
+                        ) from None
+      values[field] = _typed(value, section[leaf], field)
+      try:
+        section[leaf] = values[field]
       except TypeError as e:
         raise UserError(f"config.sweep cannot set {field}={value!r}: {e}") from e
     name = ",".join(f"{labels[f]}={_text(v)}" for f, v in values.items())
+    if name in names:
+      raise UserError(f"config.sweep lists the run {name or '(no changes)'} twice; give each "
+                      f"run different values.")
+    names.add(name)
     replicas.append(Replica(name, values, cfg))
   return replicas
 

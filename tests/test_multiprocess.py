@@ -124,7 +124,7 @@ def test_a_sweep_trains_equal_shapes_as_one_program_and_other_shapes_apart(tmp_p
   del mnist  # prepared in tfds_dir
   config = make_config(tfds_dir, 10)
   config.steps_per_call = config.log_every = config.eval_every = config.checkpoint_every = 10
-  config.sweep = "model.generator.hidden=(16,),(8,) seed=3,4"
+  config.sweep = sweep.product({"model.generator.hidden": ((16,), (8,)), "seed": (3, 4)})
   rows = train.train_sweep(config, str(tmp_path / "sweep"))
   names = ["hidden=16,seed=3", "hidden=16,seed=4", "hidden=8,seed=3", "hidden=8,seed=4"]
   assert [r["replica"] for r in rows] == names

@@ -18,7 +18,7 @@ from benchmarks.common import load_config  # noqa: E402
 
 def ring_config(**changes):
   config = load_config("experiments/ring_2d.py", "smoke")
-  config.sweep = ""
+  config.sweep = ()
   config.num_train_steps, config.log_every, config.early_steps = 20, 10, 10
   config.d_warmup_steps, config.num_eval_samples, config.batch_size = 0, 200, 32
   config.model.generator.hidden = config.model.discriminator.hidden = (16, 16)
@@ -31,40 +31,60 @@ def ring_config(**changes):
   return config
 
 
-def test_spec_expands_to_the_product_with_typed_values():
-  config = ring_config(sweep="seed=0:3 optimizer.learning_rate=1e-3,2e-3 gan.g_loss=minimax")
+def test_a_product_expands_to_replicas_with_typed_values():
+  config = ring_config(sweep=sweep.product({"seed": range(3),
+                                            "optimizer.learning_rate": (1e-3, 2e-3),
+                                            "gan.g_loss": ("minimax",)}))
   replicas = sweep.expand(config)
   assert len(replicas) == 6
   assert replicas[1].name == "seed=0,learning_rate=0.002,g_loss=minimax"
   assert replicas[5].values == {"seed": 2, "optimizer.learning_rate": 0.002,
                                 "gan.g_loss": "minimax"}
   c = replicas[5].config
-  assert (c.seed, c.optimizer.learning_rate, c.gan.g_loss, c.sweep) == (2, 0.002, "minimax", "")
-  assert isinstance(sweep.expand(ring_config(sweep="optimizer.learning_rate=1"))[0]
-                    .config.optimizer.learning_rate, float)
+  assert (c.seed, c.optimizer.learning_rate, c.gan.g_loss, c.sweep) == (2, 0.002, "minimax", ())
+  lr = sweep.expand(ring_config(sweep=({"optimizer.learning_rate": 1},)))[0]
+  assert isinstance(lr.config.optimizer.learning_rate, float)
   # No sweep: one replica, the config itself.
   (only,) = sweep.expand(ring_config())
   assert only.name == "" and only.config.seed == config.seed
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("gan.g_los=minimax", "which this config does not have"),
-    ("seed=a,b", "holds a int"),
-    ("seed", "write each axis as"),
-    ("seed=1 seed=2", "names seed twice"),
+def test_the_command_line_replaces_the_files_runs_with_a_tuple_literal(tmp_path):
+  import subprocess  # pylint: disable=import-outside-toplevel
+  result = subprocess.run(
+      [sys.executable, "-c", "from absl import app, flags\n"
+       "from ml_collections import config_flags\n"
+       "c = config_flags.DEFINE_config_file('config', lock_config=True)\n"
+       "app.run(lambda _: print(repr(c.value.sweep)))",
+       "--config=experiments/ring_2d.py",
+       "--config.sweep=({'seed': 1, 'gan.g_loss': 'minimax'}, {'seed': 2})"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.strip() == "({'seed': 1, 'gan.g_loss': 'minimax'}, {'seed': 2})"
+
+
+@pytest.mark.parametrize("entries, message", [
+    (({"gan.g_los": "minimax"},), "which this config does not have"),
+    (({"seed": "a"},), "holds a int"),
+    ("seed=0:4", "tuple of dicts"),
+    (({"seed": 1}, {"seed": 1}), "twice"),
 ])
-def test_bad_sweep_specs_are_refused_by_name(spec, message):
+def test_bad_sweeps_are_refused_by_name(entries, message):
+  config = ring_config()
+  with config.ignore_type():  # a string where runs belong, as an old config file had it
+    config.sweep = entries
   with pytest.raises(UserError, match=message):
-    sweep.expand(ring_config(sweep=spec))
+    sweep.expand(config)
 
 
 def test_replicas_that_change_shapes_get_programs_of_their_own():
-  config = ring_config(sweep="model.generator.hidden=(16,16),(8,) seed=0,1 "
-                             "gan.real_label=1.0,0.9")
+  config = ring_config(sweep=sweep.product({"model.generator.hidden": ((16, 16), (8,)),
+                                            "seed": (0, 1), "gan.real_label": (1.0, 0.9)}))
   groups = sweep.groups(sweep.expand(config))
   assert [len(g) for g in groups] == [4, 4]
   assert {r.config.model.generator.hidden for r in groups[1]} == {(8,)}
-  assert sweep.groups(sweep.expand(ring_config(sweep="gan.k=1,2")))[1][0].config.gan.k == 2
+  ks = sweep.expand(ring_config(sweep=({"gan.k": 1}, {"gan.k": 2})))
+  assert sweep.groups(ks)[1][0].config.gan.k == 2
 
 
 def test_a_vmapped_sweep_trains_each_replica_as_it_would_train_alone():
@@ -104,8 +124,9 @@ def test_bfloat16_compute_trains_without_nan_and_keeps_float32_parameters():
 
 def test_losses_and_nonzero_ema_decays_share_a_program_but_an_ema_off_does_not():
   config = load_config("experiments/mnist.py", "smoke")
-  config.sweep = "gan.ema_decay=0.999,0.9999 gan.d_loss=bce,hinge gan.g_loss=hinge,minimax"
+  config.sweep = sweep.product({"gan.ema_decay": (0.999, 0.9999), "gan.d_loss": ("bce", "hinge"),
+                                "gan.g_loss": ("hinge", "minimax")})
   assert [len(g) for g in sweep.groups(sweep.expand(config))] == [8]
-  config.sweep = "gan.ema_decay=0.0,0.999 seed=0:2"
+  config.sweep = sweep.product({"gan.ema_decay": (0.0, 0.999), "seed": range(2)})
   grouped = sweep.groups(sweep.expand(config))
   assert [[r.config.gan.ema_decay for r in g] for g in grouped] == [[0.0, 0.0], [0.999, 0.999]]
