@@ -33,7 +33,6 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from gan_jax import schema
 from gan_jax.errors import UserError
 from gan_jax.state import LAYOUT_VERSION, GANState
 
@@ -251,28 +250,6 @@ class Checkpointer:
         return json.load(f)
     except (OSError, ValueError):
       return None
-
-  def check_resumable(self, config: Any, *, check_layout: bool = True) -> None:
-    """Refuse to resume a checkpoint made with a different model, game or data set.
-
-    Prints (on process 0) the optimizer settings that changed, which are allowed.
-    """
-    if check_layout:
-      self.check_layout()
-    saved = self.saved_config()
-    if saved is None:
-      return
-    refused, noticed = schema.resume_differences(saved, config)
-    if refused:
-      shown = "; ".join(refused[:6]) + ("; ..." if len(refused) > 6 else "")
-      raise UserError(
-          f"The workdir {self.workdir!r} holds checkpoints (newest: step {self.latest_step()}) "
-          f"of a run with different settings, which this run would resume: {shown}. Launch "
-          f"with the checkpoint's settings to resume it, or pass another --workdir to start a "
-          f"new run. (Run length, log/eval/checkpoint intervals, evaluation settings and the "
-          f"optimizers' hyperparameters may change between launches.)")
-    if noticed and jax.process_index() == 0:
-      print(f"Resuming with changed optimizer settings: {'; '.join(noticed)}.", flush=True)
 
   def close(self) -> None:
     self._manager.close()

@@ -138,7 +138,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   try:
     newest = ckpt.latest_step()
     legacy = newest is not None and ckpt.layout(newest) not in (None, LAYOUT_VERSION)
-    ckpt.check_resumable(config, check_layout=False)
+    schema.check_resumable(ckpt, config, check_layout=False)
     dataset = data_lib.load(config.data)
     gan, root, like = build.make_gan_and_state(config, dataset)
     if legacy:  # an earlier layout: its generator's raw parameters are all evaluation needs

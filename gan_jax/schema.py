@@ -273,3 +273,30 @@ def resume_differences(saved: dict[str, Any], config: Any) -> tuple[list[str], l
     else:
       refused.append(line)
   return refused, noticed
+
+
+def check_resumable(ckpt: Any, config: Any, *, check_layout: bool = True) -> None:
+  """Refuse to resume a workdir whose checkpoints were made with a different model, game or
+  data set (``ckpt``: its ``checkpoint.Checkpointer``), in one paragraph; print (on process 0)
+  the optimizer settings that changed, which are allowed.
+
+  Storage only reports what a checkpoint holds (its layout, the config saved with it);
+  which differences a resume tolerates is this module's policy.
+  """
+  if check_layout:
+    ckpt.check_layout()
+  saved = ckpt.saved_config()
+  if saved is None:
+    return
+  refused, noticed = resume_differences(saved, config)
+  if refused:
+    shown = "; ".join(refused[:6]) + ("; ..." if len(refused) > 6 else "")
+    raise UserError(
+        f"The workdir {ckpt.workdir!r} holds checkpoints (newest: step {ckpt.latest_step()}) "
+        f"of a run with different settings, which this run would resume: {shown}. Launch "
+        f"with the checkpoint's settings to resume it, or pass another --workdir to start a "
+        f"new run. (Run length, log/eval/checkpoint intervals, evaluation settings and the "
+        f"optimizers' hyperparameters may change between launches.)")
+  import jax  # pylint: disable=import-outside-toplevel
+  if noticed and jax.process_index() == 0:
+    print(f"Resuming with changed optimizer settings: {'; '.join(noticed)}.", flush=True)

@@ -239,7 +239,7 @@ def train_group(configs: list[ml_collections.ConfigDict], workdirs: list[str],
   closers: list[Any] = []  # the TensorBoard writers, closed however training ends
   try:
     for ckpt, config in zip(ckpts, configs, strict=True):
-      ckpt.check_resumable(config)
+      schema.check_resumable(ckpt, config)
     return _train(configs, workdirs, names, tuple(devices), ckpts, closers)
   except _Misaligned:
     pass
