@@ -75,7 +75,8 @@ def replica_hparams(config: Any) -> dict[str, Any]:
           "g_learning_rate": g_opt.learning_rate}
 
 
-def _choices(values: list[Any]) -> Any:
+def loss_choices(values: list[Any]) -> Any:
+  """One loss when all replicas share it, else the tuple of their distinct losses, in order."""
   unique = tuple(dict.fromkeys(values))
   return unique[0] if len(unique) == 1 else unique
 
@@ -87,8 +88,8 @@ def make_group_gan(configs: list[Any], *, data_dim: int, batches_per_epoch: int)
   the spec is the first config's (its numbers are only initial values).
   """
   return make_gan(configs[0], data_dim=data_dim, batches_per_epoch=batches_per_epoch,
-                  g_loss=_choices([c.gan.g_loss for c in configs]),
-                  d_loss=_choices([c.gan.get("d_loss", "bce") for c in configs]))
+                  g_loss=loss_choices([c.gan.g_loss for c in configs]),
+                  d_loss=loss_choices([c.gan.get("d_loss", "bce") for c in configs]))
 
 
 def make_gan_and_state(config: Any, dataset: Any, gan: GAN | None = None

@@ -287,7 +287,13 @@ class TrainLoop:
 
   def _local_copy(self, x: jax.Array) -> jax.Array:
     if self.parallel == "pmap":  # [devices, ...]: this process's first row
-      return x[0] if x.is_fully_addressable else x.addressable_data(0)[0]
+      if jax.process_count() == 1:
+        return x[0]
+      # In a multi-process run: a host copy of this process's first shard, sliced in NumPy.
+      # Indexing the array itself would run a computation, and process 0 reads state
+      # (for its logs) that the others do not: the processes' sequences of programs
+      # would differ and the next collective would wait forever.
+      return np.asarray(x.addressable_data(0))[0]
     if self.parallel == "shard_map" and not x.is_fully_addressable:
       return x.addressable_data(0)  # replicated: any local shard is the whole value
     return x

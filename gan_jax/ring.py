@@ -83,11 +83,8 @@ def make_gan(config, g_loss=None, d_loss=None) -> GAN:
 
 def make_group_gan(configs) -> GAN:
   """One spec for ring configs that differ only in ``sweep.VMAPPABLE`` fields."""
-  def choices(values):
-    unique = tuple(dict.fromkeys(values))
-    return unique[0] if len(unique) == 1 else unique
-  return make_gan(configs[0], g_loss=choices([c.gan.g_loss for c in configs]),
-                  d_loss=choices([c.gan.get("d_loss", "bce") for c in configs]))
+  return make_gan(configs[0], g_loss=build.loss_choices([c.gan.g_loss for c in configs]),
+                  d_loss=build.loss_choices([c.gan.get("d_loss", "bce") for c in configs]))
 
 
 def train_group(configs: Sequence[Any]) -> tuple[list[tuple[np.ndarray, dict, list[dict]]],

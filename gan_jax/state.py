@@ -201,8 +201,7 @@ def sample_latent(gan: GAN, rng: jax.Array, shape: tuple[int, ...]) -> jax.Array
 
 def _split_variables(variables: Mapping[str, Any]) -> tuple[Params, Collections]:
   variables = dict(variables)
-  params = variables.pop("params", {})
-  return params, {k: v for k, v in variables.items()}
+  return variables.pop("params", {}), variables
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
