@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 import jax
@@ -77,6 +78,23 @@ class Evaluator:
     return out
 
 
+def score_generators(evaluator: "Evaluator", gan: GAN, state: GANState, key: jax.Array,
+                     report: Any = None) -> dict[str, Any]:
+  """The raw G's metrics, and its EMA's under ``ema_`` keys when the state keeps one.
+
+  Both see the same noise. ``report(ema, metrics, seconds)``, if given, is called
+  after each generator is scored.
+  """
+  merged: dict[str, Any] = {}
+  for ema in ((False, True) if state.ema_params is not None else (False,)):
+    t0 = time.time()
+    got = evaluator(gan, state, key, ema=ema)
+    merged.update({(EMA_PREFIX + k if ema and k != "step" else k): v for k, v in got.items()})
+    if report is not None:
+      report(ema, got, time.time() - t0)
+  return merged
+
+
 def summary(result: dict[str, Any]) -> str:
   """One line of one generator's metrics, for the console."""
   parts = []
@@ -137,7 +155,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   ckpt = checkpoint.Checkpointer(workdir)
   try:
     newest = ckpt.latest_step()
-    legacy = newest is not None and ckpt.layout(newest) not in (None, LAYOUT_VERSION)
+    layout = None if newest is None else ckpt.layout(newest)
+    legacy = layout not in (None, LAYOUT_VERSION)
     schema.check_resumable(ckpt, config, check_layout=False)
     dataset = data_lib.load(config.data)
     gan, root, like = build.make_gan_and_state(config, dataset)
@@ -146,7 +165,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
       state = like.replace(step=np.asarray(newest, np.int32),
                            g=like.g.replace(params=jax.tree.map(np.asarray, g_params)),
                            ema_params=None)
-      print(f"The checkpoint at step {newest} has state layout {ckpt.layout(newest)}; scoring "
+      print(f"The checkpoint at step {newest} has state layout {layout}; scoring "
             f"its generator's raw parameters.", flush=True)
   finally:
     ckpt.close()
@@ -160,11 +179,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   if not evaluator.active:
     raise UserError("config.evaluation turns every metric off (parzen and classifier_metrics "
                     "are both False); enable one, e.g. --config.evaluation.parzen=True.")
-  key = jax.random.fold_in(root, 3)
-  result = evaluator(gan, state, key)
-  if state.ema_params is not None:  # the EMA generator too, on the same noise
-    result.update({EMA_PREFIX + k: v for k, v in evaluator(gan, state, key, ema=True).items()
-                   if k != "step"})
+  result = score_generators(evaluator, gan, state, jax.random.fold_in(root, 3))
   tmp = os.path.join(workdir, "eval.json.tmp")
   with open(tmp, "w") as f:
     json.dump(result, f, indent=2)

@@ -175,19 +175,15 @@ def _evaluate(gan: GAN, state: GANState, dataset: data_lib.Dataset, evaluator: e
     recorder.image(f"{prefix}samples", grid, step)
   if not evaluator.active:
     return {}
-  scores: dict[str, Any] = {}
-  for ema in ((False, True) if has_ema else (False,)):
-    t0 = time.time()
-    got = evaluator(gan, state, key, ema=ema)
-    scores.update({(evaluate.EMA_PREFIX + k if ema and k != "step" else k): v
-                   for k, v in got.items()})
-    print(f"eval at step {step}{' (EMA of G)' if ema else ''}: {evaluate.summary(got)} "
-          f"({time.time() - t0:.0f} s)", flush=True)
+
+  def report(ema: bool, got: dict, seconds: float) -> None:
+    which = " (EMA of G)" if ema else ""
+    print(f"eval at step {step}{which}: {evaluate.summary(got)} ({seconds:.0f} s)", flush=True)
     if got.get("classes_covered", 10) < 10:
-      print(f"warning: mode collapse at step {step}{' (EMA of G)' if ema else ''}: only "
-            f"{got['classes_covered']} of 10 digit classes get at least 1% of the samples "
-            f"(histogram {got['class_histogram']}).", flush=True)
-  return scores
+      print(f"warning: mode collapse at step {step}{which}: only {got['classes_covered']} of "
+            f"10 digit classes get at least 1% of the samples (histogram "
+            f"{got['class_histogram']}).", flush=True)
+  return evaluate.score_generators(evaluator, gan, state, key, report)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANState:
