@@ -77,11 +77,9 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   # Imported here so that --help and flag errors come back without loading JAX or TF.
   import jax  # pylint: disable=import-outside-toplevel
-  from gan_jax import distributed, evaluate, ring, sweep, toy, train  # pylint: disable=import-outside-toplevel
+  from gan_jax import distributed, evaluate, experiment, sweep, train  # pylint: disable=import-outside-toplevel
   from gan_jax import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
   from gan_jax.errors import UserError  # pylint: disable=import-outside-toplevel
-
-  toys = {"gaussian_1d": toy.run_gaussian_1d, "ring_2d": ring.run_ring_2d}
 
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # libraries' INFO chatter would bury the progress
@@ -93,25 +91,19 @@ def main(argv):
       print(f"Joined a multi-process run: {distributed.describe()}", flush=True)
     workdir = _WORKDIR.value or default_workdir()
     config = _CONFIG.value
-    experiment = config.get("experiment", "gan")
-    if experiment not in toys and experiment != "gan":
-      raise UserError(f"config.experiment is {experiment!r}; use 'gan' (the default) or one of "
-                      f"{', '.join(map(repr, toys))}.")
+    kind = experiment.get(config)
     if _MODE.value == "eval":
-      if experiment in toys:
-        raise UserError(f"The {experiment} experiment scores itself while it trains (see "
-                        f"results.json in the workdir); it has no --mode=eval. Run it with "
-                        f"--mode=train (the default).")
+      if not kind.has_eval_mode:
+        raise UserError(f"The {config.experiment} experiment scores itself while it trains "
+                        f"(see metrics.jsonl and results.json in the workdir); it has no "
+                        f"--mode=eval. Run it with --mode=train (the default).")
       for replica in sweep.expand(config):  # one, in the workdir itself, without a sweep
         evaluate.evaluate_checkpoint(replica.config, os.path.join(workdir, replica.name))
       return
-    if experiment == "gan":  # a bad config is refused before the workdir is created
-      train.validate_experiment(config)
+    train.validate_experiment(config)  # a bad config is refused before the workdir exists
     # One run per workdir: process 0 holds its lock until this process ends.
     with workdir_lib.locked(workdir, enabled=jax.process_index() == 0):
-      if experiment in toys:
-        toys[experiment](config, workdir)
-      elif config.get("sweep"):
+      if config.get("sweep"):
         train.train_sweep(config, workdir)
       else:
         train.train_and_evaluate(config, workdir)

@@ -44,7 +44,7 @@ def main():
   if args.width:
     config.model.generator.hidden = config.model.discriminator.hidden = (args.width,) * 2
   batch, n = args.batch or config.batch_size, args.steps
-  gan = ring.make_gan(config)
+  gan = ring.make_gan([config])
   source = loop_lib.SamplerSource(ring.ring_sampler(8, 2.0, 0.02))
   init = lambda seed: gan_jax.init_state(gan, jax.random.key(seed), jnp.zeros((1, 2)))
 

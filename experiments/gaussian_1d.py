@@ -9,6 +9,7 @@ N(-1, 1). D: maxout 32x4 -> 32x4 -> 1, no dropout. Adam for both players.
     (Proposition 1) and V(D, G) with -log 4 + 2 JSD (Theorem 1's identity).
 (b) Both trained by Algorithm 1 (k = 1): JSD falls toward 0, D toward 1/2.
 (c) figure1.png in the workdir is the paper's Figure 1 for this run.
+Part (b) checkpoints like every experiment: a stopped or killed run resumes exactly.
 Run time on a 2-core CPU: see README.md (results table).
 """
 
@@ -23,6 +24,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.d_pretrain_steps = 2000  # part (a): D alone against the fixed initial G
   config.num_train_steps = 4000  # part (b): both players
   config.log_every = 100
+  config.eval_every = 100  # the closed-form JSD, D vs 1/2, V and C(G)
+  config.checkpoint_every = 500
+  config.steps_per_call = 500
+  config.parallel = "none"
+  config.sweep = ()  # runs of a sweep, e.g. tuple({"seed": s} for s in range(4))
+  config.keep_checkpoints = 2
+  config.on_divergence = "stop"  # or "rollback" (see experiments/mnist.py)
+  config.max_rollbacks = 3
   config.figure_steps = (1000, 2000, 3000)  # Figure 1 panels: after (a), these steps, and the end
   config.grid = (-6.0, 8.0)  # where densities, D and the integrals are evaluated
 

@@ -8,9 +8,11 @@ normal noise -> 128 ReLU -> 128 ReLU -> 2; D: maxout 128x2 -> 128x2 -> 1.
 Adam 1e-3 (b1 0.5) for both, Algorithm 1 with k = 1, batch 256, after 200 D
 updates against the initial G (D ahead, as early in learning). The same run
 is made with each G loss from the same initial parameters (a two-replica sweep,
-one vmapped program); results.json and sweep.csv hold modes covered (of 8),
-the share of samples within 3 std of a mode and G's gradient norm over the
-first steps; samples.png and curves.png show them. experiments/ring_sweep.py
+one vmapped program, each replica in <workdir>/<replica> with its checkpoints,
+metrics.jsonl and TensorBoard events); results.json and sweep.csv hold modes
+covered (of 8), the share of samples within 3 std of a mode and G's gradient
+norm over the first steps; samples.png and curves.png show them. A stopped
+or killed run resumes where its checkpoints left off. experiments/ring_sweep.py
 adds 8 seeds.
 Run time on a 2-core CPU: see README.md (results table).
 """
@@ -24,7 +26,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.seed = 0
   config.batch_size = 256
   config.num_train_steps = 10_000
-  config.log_every = 500  # mode statistics of num_eval_samples fixed-noise samples
+  config.log_every = 500
+  config.eval_every = 500  # mode statistics of num_eval_samples fixed-noise samples
+  config.checkpoint_every = 1000
+  config.steps_per_call = 500
+  config.parallel = "none"  # one device: the model is far too small to split
+  config.keep_checkpoints = 2
+  config.on_divergence = "stop"  # or "rollback" (see experiments/mnist.py)
+  config.max_rollbacks = 3
   config.early_steps = 200  # G's gradient norm is averaged over these first iterations
   config.num_eval_samples = 10_000
   config.min_share = 0.04  # a mode is covered with >= 4% of samples within 3 std of it
@@ -38,6 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict()
   config.model.latent_dim = 2
+  config.model.latent_dist = "normal"
   config.model.dtype = "float32"  # compute dtype: "bfloat16" keeps float32 params and losses
   config.model.generator = ml_collections.ConfigDict(dict(
       hidden=(128, 128), activation="relu", output_activation="linear", init_scale=0.1))
@@ -52,7 +62,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   if arg == "smoke":
     config.num_train_steps = 100
-    config.log_every = 50
+    config.log_every = config.eval_every = config.checkpoint_every = 50
     config.early_steps = 50
     config.num_eval_samples = 2_000
   elif arg:

@@ -9,10 +9,12 @@ one compiled program (jax.vmap over their states inside the scanned loop).
 Outputs: one sub-workdir per replica (metrics.jsonl, results.json,
 samples.png), and sweep.csv with one row per replica (modes covered, share of
 samples within 3 std, G's early gradient norms), samples.png and curves.png.
-Any field can be swept from the command line, e.g.
-  --config.sweep='seed=0:4 optimizer.learning_rate=1e-3,3e-4'
-and replicas that differ in shapes (--config.sweep='model.generator.hidden=(64,64),(128,128)')
-run one program after another.
+Any field can be swept from the command line with a tuple literal of runs, e.g.
+  --config.sweep="({'optimizer.learning_rate': 1e-3}, {'optimizer.learning_rate': 3e-4})"
+and replicas that differ in shapes
+(--config.sweep="({'model.generator.hidden': (64, 64)}, {'model.generator.hidden': (128,)})")
+run one program after another. A stopped or killed sweep resumes each replica from
+its own checkpoints when launched again.
 """
 
 import importlib.util

@@ -50,8 +50,8 @@ def make_gan(config: Any, *, data_dim: int, batches_per_epoch: int,
   g_opt_cfg = config.get("g_optimizer") or config.optimizer
   k = config.gan.k if config.gan.update_rule == "alternating" else 1
   return GAN(
-      generator=make_generator(model.generator, data_dim, model.dtype),
-      discriminator=make_discriminator(model.discriminator, model.dtype),
+      generator=make_generator(model.generator, data_dim, model.get("dtype", "float32")),
+      discriminator=make_discriminator(model.discriminator, model.get("dtype", "float32")),
       g_optimizer=optim.make_optimizer(g_opt_cfg, steps_per_epoch=max(batches_per_epoch // k, 1)),
       d_optimizer=optim.make_optimizer(d_opt_cfg, steps_per_epoch=batches_per_epoch),
       latent_dim=model.latent_dim,

@@ -6,29 +6,30 @@ is *high quality* when it lies within 3 std of its nearest mode; a mode is
 *covered* when at least ``min_share`` of all samples are high-quality points
 of that mode (4% by default: VEEGAN's 100 of 2,500 samples, as a share).
 
-The run trains the same GAN twice from the same initial parameters and data,
-once with the minimax G loss log(1 - D(G(z))) and once with the
-non-saturating -log D(G(z)), and measures G's gradient norm over the first
-iterations: the paper's argument that the minimax loss saturates early, when
-D rejects samples with high confidence. ``d_warmup_steps`` D updates against
-the initial G come first, so that the run starts in that regime (D ahead of
-a poor G); with none, D and G start level and the two losses' gradients start
-alike.
+The experiment config trains the same GAN twice from the same initial
+parameters and data (a two-replica sweep, one vmapped program), once with the
+minimax G loss log(1 - D(G(z))) and once with the non-saturating -log D(G(z)),
+and measures G's gradient norm over the first iterations: the paper's argument
+that the minimax loss saturates early, when D rejects samples with high
+confidence. ``d_warmup_steps`` D updates against the initial G come first, so
+that the run starts in that regime (D ahead of a poor G); with none, D and G
+start level and the two losses' gradients start alike.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import time
 from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax import build, loop as loop_lib, optim, steps, sweep, toy, visualize
+from gan_jax import build, evaluate, experiment, schema, sweep, toy, visualize
+from gan_jax.experiment import Data
+from gan_jax.loop import SamplerSource
+from gan_jax.schema import Field
 from gan_jax.state import GAN, GANState, init_state, sample_latent
 
 
@@ -64,118 +65,140 @@ def mode_statistics(samples: np.ndarray, means: np.ndarray, std: float, *,
           "mode_counts": [int(c) for c in counts]}
 
 
-def make_gan(config, g_loss=None, d_loss=None) -> GAN:
-  """The GAN spec of a ring_2d config (``g_loss``/``d_loss``: a sweep group's choices)."""
-  m = config.model
-  g_opt = config.get("g_optimizer") or config.optimizer
-  dtype = m.get("dtype", "float32")
-  return GAN(
-      generator=build.make_generator(m.generator, 2, dtype),
-      discriminator=build.make_discriminator(m.discriminator, dtype),
-      g_optimizer=optim.make_optimizer(g_opt, steps_per_epoch=1),
-      d_optimizer=optim.make_optimizer(config.optimizer, steps_per_epoch=1),
-      latent_dim=m.latent_dim, latent_dist="normal",
-      g_loss=config.gan.g_loss if g_loss is None else g_loss,
-      d_loss=config.gan.get("d_loss", "bce") if d_loss is None else d_loss,
-      real_label=config.gan.real_label, ema_decay=config.gan.get("ema_decay", 0.0),
-      k=config.gan.k, update_rule=config.gan.update_rule)
-
-
-def make_group_gan(configs) -> GAN:
+def make_gan(configs: Sequence[Any]) -> GAN:
   """One spec for ring configs that differ only in ``sweep.VMAPPABLE`` fields."""
-  return make_gan(configs[0], g_loss=build.loss_choices([c.gan.g_loss for c in configs]),
-                  d_loss=build.loss_choices([c.gan.get("d_loss", "bce") for c in configs]))
+  return build.make_group_gan(list(configs), data_dim=2, batches_per_epoch=1)
 
 
-def train_group(configs: Sequence[Any]) -> tuple[list[tuple[np.ndarray, dict, list[dict]]],
-                                                  list[GANState]]:
-  """Train ring GANs whose configs differ only in ``sweep.VMAPPABLE`` fields.
-
-  One config trains on its own (a plain ``TrainLoop``); several train as one
-  program, vmapped over their states. Returns, per config, (final samples of
-  ``num_eval_samples`` fixed noise vectors, per-step metrics, a row of
-  statistics every ``log_every`` steps), and the final states.
-  """
-  base = configs[0]
-  data = base.data
-  sample_real = ring_sampler(data.num_modes, data.radius, data.std)
-  means = ring_means(data.num_modes, data.radius)
-  roots = [jax.random.key(c.seed) for c in configs]
-  gan = make_group_gan(configs)
-  states = [init_state(gan, jax.random.fold_in(r, 0), jnp.zeros((1, 2)),
-                       hparams=build.replica_hparams(c))
-            for c, r in zip(configs, roots, strict=True)]
-  warm_keys = [jax.random.fold_in(r, 2) for r in roots]
-  train_keys = [jax.random.fold_in(r, 1) for r in roots]
-  eval_z = jnp.stack([sample_latent(gan, jax.random.fold_in(r, 3), (base.num_eval_samples,))
-                      for r in roots])
-  chunk = math.gcd(base.log_every, base.num_train_steps)
-  source = loop_lib.SamplerSource(sample_real)
-  warm_kw = dict(num_steps=base.d_warmup_steps, batch_size=base.batch_size)
-
-  if len(configs) == 1:
-    state = states[0]
-    if base.d_warmup_steps:  # D first learns to reject the initial G's samples
-      state, _ = toy.train_discriminator(gan, state, sample_real, warm_keys[0], **warm_kw)
-    tl = loop_lib.TrainLoop(gan, source, global_batch=base.batch_size, steps_per_call=chunk,
-                            parallel="none")
-    dstate = tl.put_state(state)
-
-    def call(dstate):
-      dstate, metrics = tl(dstate, None, train_keys[0])
-      return dstate, jax.tree.map(lambda m: m[None], metrics)
-    stacked = lambda dstate: jax.tree.map(lambda x: x[None], dstate)
-  else:
-    state = sweep.stack(states)
-    if base.d_warmup_steps:
-      warm = jax.jit(jax.vmap(lambda s, k: toy.discriminator_steps(
-          gan, s, sample_real, k, **warm_kw)[0]))
-      state = warm(state, jnp.stack(warm_keys))
-    tl = loop_lib.TrainLoop(gan, source, global_batch=base.batch_size, steps_per_call=chunk,
-                            parallel="none", vmapped=True)
-    dstate = tl.put_state(state)
-    keys = jnp.stack(train_keys)
-
-    def call(dstate):
-      return tl(dstate, None, keys)
-    stacked = lambda dstate: dstate
-
-  gen = jax.jit(jax.vmap(lambda s, z: steps.generate(gan, s, z)))
-  per_step, rows = [], [[] for _ in configs]
-  for step in range(chunk, base.num_train_steps + 1, chunk):
-    dstate, metrics = call(dstate)
-    metrics = jax.device_get(metrics)  # [R, chunk] each
-    per_step.append(metrics)
-    samples = np.asarray(gen(stacked(dstate), eval_z))
-    for i, c in enumerate(configs):
-      stats = mode_statistics(samples[i], means, data.std, min_share=c.min_share)
-      rows[i].append({"step": step, "g_loss_kind": c.gan.g_loss, "seed": c.seed,
-                      **{k: float(np.mean(v[i])) for k, v in metrics.items()},
-                      **{k: v for k, v in stats.items() if k != "mode_counts"}})
-  out = []
-  for i in range(len(configs)):
-    m = {k: np.concatenate([p[k][i] for p in per_step]) for k in per_step[0]}
-    out.append((samples[i], m, rows[i]))
-  finals = [dstate] if len(configs) == 1 else [sweep.unstack(dstate, i)
-                                               for i in range(len(configs))]
-  return out, finals
+_COUNT = Field("int", lambda v: v >= 0, "an integer >= 0")
 
 
-def _replica_results(config, samples, metrics, rows, wall_seconds) -> dict:
-  data = config.data
-  stats = mode_statistics(samples, ring_means(data.num_modes, data.radius), data.std,
-                          min_share=config.min_share)
-  early = slice(0, config.early_steps)
-  return {
-      **stats,
-      "first_g_grad_norm": float(metrics["g_grad_norm"][0]),
-      "early_g_grad_norm": float(np.mean(metrics["g_grad_norm"][early])),
-      "early_d_fake": float(np.mean(metrics["d_fake"][early])),
-      "best_modes_covered": max(r["modes_covered"] for r in rows),
-      "final_d_real": float(np.mean(metrics["d_real"][-config.log_every:])),
-      "final_d_fake": float(np.mean(metrics["d_fake"][-config.log_every:])),
-      "wall_seconds": wall_seconds,
+class Ring2D(experiment.Experiment):
+  """experiments/ring_2d.py: mode coverage and the minimax loss's early saturation."""
+
+  fields = {
+      "data": {"num_modes": schema._positive(), "radius": schema._positive("float"),
+               "std": schema._positive("float")},
+      "model": {"latent_dim": schema._positive(),
+                "latent_dist": schema._choice(("normal", "uniform"), default="normal"),
+                "dtype": schema._choice(("float32", "bfloat16"), default="float32"),
+                **schema.MLP_PLAYERS},
+      "early_steps": schema._positive(),  # G's gradient norm is averaged over these
+      "num_eval_samples": schema._positive(),
+      "min_share": schema._unit(),
+      "d_warmup_steps": _COUNT,
   }
+  resumable = ("num_eval_samples", "min_share")
+
+  def load_data(self) -> Data:
+    d = self.config.data
+    return Data(source=SamplerSource(ring_sampler(d.num_modes, d.radius, d.std)), dim=2)
+
+  def make_gan(self, data: Data) -> GAN:
+    return make_gan(self.configs)
+
+  def initial_state(self, i, gan, data, root) -> GANState:
+    return init_state(gan, jax.random.fold_in(root, 0), jnp.zeros((1, 2)),
+                      hparams=build.replica_hparams(self.configs[i]))
+
+  def start(self, i, gan, state, root) -> tuple[GANState, dict]:
+    c = self.configs[i]
+    if c.d_warmup_steps:  # D first learns to reject the initial G's samples
+      d = c.data
+      state, _ = toy.train_discriminator(gan, state, ring_sampler(d.num_modes, d.radius, d.std),
+                                         jax.random.fold_in(root, 2),
+                                         num_steps=c.d_warmup_steps, batch_size=c.batch_size)
+    return state, {"early_g_grad_norm": [], "early_d_fake": []}
+
+  def observe(self, i, memory, first_step, metrics) -> None:
+    keep = max(0, min(len(metrics["g_grad_norm"]), self.configs[i].early_steps - first_step))
+    for key in ("early_g_grad_norm", "early_d_fake"):
+      memory[key] += [float(v) for v in metrics[key[len("early_"):]][:keep]]
+
+  def samples(self, i, gan, state, root) -> np.ndarray:
+    z = sample_latent(gan, jax.random.fold_in(root, 3), (self.configs[i].num_eval_samples,))
+    return evaluate.generate(gan, state, z)
+
+  def statistics(self, i: int, samples: np.ndarray) -> dict:
+    d = self.configs[i].data
+    return mode_statistics(samples, ring_means(d.num_modes, d.radius), d.std,
+                           min_share=self.configs[i].min_share)
+
+  def evaluate(self, i, gan, state, memory, out, root) -> dict:
+    return self.statistics(i, self.samples(i, gan, state, root))
+
+  def plot(self, i, rows, memory, out) -> None:
+    visualize.plot_ring_curves({out.label.strip("[] ") or "run": (rows,
+                                                                  memory["early_g_grad_norm"])},
+                               self.configs[i].early_steps, out.path("curves.png"))
+
+  def finish(self, i, gan, state, memory, rows, out, root) -> None:
+    c = self.configs[i]
+    samples = self.samples(i, gan, state, root)
+    res = {**self.statistics(i, samples), **_early(memory),
+           "best_modes_covered": max(r["modes_covered"] for r in rows if "modes_covered" in r),
+           "final_d_real": rows[-1]["d_real"], "final_d_fake": rows[-1]["d_fake"],
+           "wall_seconds": rows[-1]["wall_time"]}
+    experiment.write_json(out.path("results.json"), res)
+    np.save(out.path("final_samples.npy"), samples)
+    d = c.data
+    means = ring_means(d.num_modes, d.radius)
+    real = self.real_samples(c)
+    name = out.label.strip("[] ") or c.gan.g_loss
+    visualize.plot_ring(real, {name: samples}, means, d.std, {name: res},
+                        out.path("samples.png"))
+    print(f"{out.label}{res['modes_covered']}/{res['num_modes']} modes covered, "
+          f"{100 * res['high_quality_share']:.1f}% of samples within 3 std of a mode; G grad "
+          f"norm at step 1 {res['first_g_grad_norm']:.3g}, mean over the first "
+          f"{c.early_steps} steps {res['early_g_grad_norm']:.3g} (mean D(G(z)) "
+          f"{res['early_d_fake']:.3f})", flush=True)
+
+  @staticmethod
+  def real_samples(config) -> np.ndarray:
+    d = config.data
+    return np.asarray(ring_sampler(d.num_modes, d.radius, d.std)(
+        jax.random.key(config.seed + 1), config.num_eval_samples))
+
+  @classmethod
+  def summarize(cls, replicas, workdir) -> None:
+    """sweep.csv, results.json, metrics.jsonl, samples.png and curves.png over the replicas,
+    and the non-saturating / minimax gradient ratio over pairs equal but for the G loss."""
+    results, finals, curves, rows, summary = {}, {}, {}, [], []
+    for r in replicas:
+      sub = os.path.join(workdir, r.name)
+      with open(os.path.join(sub, "results.json")) as f:
+        res = json.load(f)
+      own = experiment.read_rows(os.path.join(sub, "metrics.jsonl"))
+      results[r.name], finals[r.name] = res, np.load(os.path.join(sub, "final_samples.npy"))
+      curves[r.name] = (own, res["early_g_grad_norms"])
+      rows += [{"replica": r.name, **row} for row in own]
+      summary.append({"replica": r.name, **r.values,
+                      **{k: v for k, v in res.items() if k != "early_g_grad_norms"}})
+    ratios = _loss_ratios(replicas, results)
+    if ratios:
+      print(f"non-saturating / minimax G gradient norm (median over {ratios['loss_pairs']} "
+            f"pair(s)): {ratios['first_g_grad_norm_ratio_ns_over_minimax']:.0f}x at step 1, "
+            f"{ratios['early_g_grad_norm_ratio_ns_over_minimax']:.1f}x over the first "
+            f"{replicas[0].config.early_steps} steps", flush=True)
+    c = replicas[0].config
+    experiment.write_json(os.path.join(workdir, "results.json"), {
+        **results, **ratios, "train_steps": c.num_train_steps, "early_steps": c.early_steps,
+        "num_eval_samples": c.num_eval_samples, "min_share": c.min_share,
+        "replicas": len(replicas)})
+    with open(os.path.join(workdir, "metrics.jsonl.tmp"), "w") as f:
+      f.writelines(json.dumps(row) + "\n" for row in rows)
+    os.replace(os.path.join(workdir, "metrics.jsonl.tmp"), os.path.join(workdir, "metrics.jsonl"))
+    sweep.write_summary(os.path.join(workdir, "sweep.csv"), summary)
+    d = c.data
+    visualize.plot_ring(cls.real_samples(c), finals, ring_means(d.num_modes, d.radius), d.std,
+                        results, os.path.join(workdir, "samples.png"))
+    visualize.plot_ring_curves(curves, c.early_steps, os.path.join(workdir, "curves.png"))
+
+
+def _early(memory: dict) -> dict:
+  g, fake = memory["early_g_grad_norm"], memory["early_d_fake"]
+  return {"first_g_grad_norm": g[0], "early_g_grad_norm": float(np.mean(g)),
+          "early_d_fake": float(np.mean(fake)), "early_g_grad_norms": g}
 
 
 def _loss_ratios(replicas, results) -> dict:
@@ -196,80 +219,3 @@ def _loss_ratios(replicas, results) -> dict:
   return {"first_g_grad_norm_ratio_ns_over_minimax": float(np.median(firsts)),
           "early_g_grad_norm_ratio_ns_over_minimax": float(np.median(earlies)),
           "loss_pairs": len(firsts)}
-
-
-def _write_json(path: str, obj: Any) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2)
-  os.replace(tmp, path)
-
-
-def run_ring_2d(config, workdir: str) -> dict:
-  """Every replica of ``config.sweep`` on the ring (by default: the two G losses).
-
-  Writes, per replica, ``<workdir>/<replica>/`` with metrics.jsonl, results.json
-  and samples.png; and for the whole sweep results.json, sweep.csv (one row per
-  replica), metrics.jsonl, samples.png and curves.png. Returns the results,
-  keyed by replica name.
-  """
-  os.makedirs(workdir, exist_ok=True)
-  data = config.data
-  means = ring_means(data.num_modes, data.radius)
-  replicas = sweep.expand(config)
-  groups = sweep.groups(replicas)
-  results, all_rows, finals, per_step, summary = {}, [], {}, {}, []
-  real = np.asarray(ring_sampler(data.num_modes, data.radius, data.std)(
-      jax.random.key(config.seed + 1), config.num_eval_samples))
-  t0 = time.time()
-  print(f"{len(replicas)} run(s) in {len(groups)} program(s): "
-        f"{', '.join(str(len(g)) for g in groups)} replica(s) each", flush=True)
-  for gi, group in enumerate(groups):
-    t = time.time()
-    outs, _ = train_group([r.config for r in group])
-    wall = time.time() - t
-    for r, (samples, metrics, rows) in zip(group, outs, strict=True):
-      name = r.name or r.config.gan.g_loss
-      res = _replica_results(r.config, samples, metrics, rows, wall / len(group))
-      results[name], finals[name], per_step[name] = res, samples, metrics
-      for row in rows:
-        row["replica"] = name
-      all_rows += rows
-      summary.append({"replica": name, **r.values, "group": gi, "group_size": len(group),
-                      **{k: v for k, v in res.items() if k != "mode_counts"},
-                      "mode_counts": res["mode_counts"]})
-      sub = os.path.join(workdir, name)
-      os.makedirs(sub, exist_ok=True)
-      with open(os.path.join(sub, "metrics.jsonl"), "w") as f:
-        f.writelines(json.dumps(row) + "\n" for row in rows)
-      _write_json(os.path.join(sub, "results.json"), {"values": r.values, **res})
-      visualize.plot_ring(real, {name: samples}, means, data.std, {name: res},
-                          os.path.join(sub, "samples.png"))
-      print(f"{name:>34}: {res['modes_covered']}/{res['num_modes']} modes covered, "
-            f"{100 * res['high_quality_share']:.1f}% of samples within 3 std of a mode; "
-            f"G grad norm at step 1 {res['first_g_grad_norm']:.3g}, mean over the first "
-            f"{config.early_steps} steps {res['early_g_grad_norm']:.3g} "
-            f"(mean D(G(z)) {res['early_d_fake']:.3f})", flush=True)
-    print(f"  program {gi + 1}/{len(groups)}: {len(group)} replica(s), "
-          f"{config.num_train_steps} iterations in {wall:.0f} s", flush=True)
-  ratios = _loss_ratios(replicas, results)
-  if ratios:
-    print(f"non-saturating / minimax G gradient norm (median over {ratios['loss_pairs']} "
-          f"pair(s)): {ratios['first_g_grad_norm_ratio_ns_over_minimax']:.0f}x at step 1, "
-          f"{ratios['early_g_grad_norm_ratio_ns_over_minimax']:.1f}x over the first "
-          f"{config.early_steps} steps", flush=True)
-  results.update(ratios)
-  results.update(train_steps=config.num_train_steps, early_steps=config.early_steps,
-                 num_eval_samples=config.num_eval_samples, min_share=config.min_share,
-                 replicas=len(replicas), programs=len(groups), wall_seconds=time.time() - t0)
-  with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
-    f.writelines(json.dumps(r) + "\n" for r in all_rows)
-  _write_json(os.path.join(workdir, "results.json"), results)
-  sweep.write_summary(os.path.join(workdir, "sweep.csv"), summary)
-  visualize.plot_ring(real, finals, means, data.std, results,
-                      os.path.join(workdir, "samples.png"))
-  visualize.plot_ring_curves(all_rows, per_step, config.early_steps,
-                             os.path.join(workdir, "curves.png"))
-  print(f"{os.path.join(workdir, 'sweep.csv')}, {os.path.join(workdir, 'samples.png')}, "
-        f"{os.path.join(workdir, 'curves.png')}", flush=True)
-  return results

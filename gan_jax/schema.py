@@ -1,5 +1,7 @@
-"""Every field a GAN experiment config may hold, its type and its allowed values.
+"""Every field an experiment config may hold, its type and its allowed values.
 
+``COMMON`` holds the fields of every experiment; each experiment adds its own
+sections (``IMAGE_FIELDS`` for MNIST; the toys in their modules).
 ``check(config, num_devices)`` runs before any data is read or code compiled and
 turns each mistake (an unknown or missing field, a wrong type, a value out of
 range, a batch that does not split over the devices) into one ``UserError``
@@ -58,15 +60,16 @@ _OPTIMIZER_FIELDS = {
              "b2": Field("float", lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")},
 }
 
-SCHEMA: dict[str, Any] = {
-    "experiment": _choice(("gan",), default="gan"),
+# The fields every experiment has: the run, the optimizers and the game.
+COMMON: dict[str, Any] = {
+    "experiment": Field("str", default="gan"),  # gan_jax.experiment resolves the name
     "seed": Field("int"),
     "batch_size": _positive(),
     "num_train_steps": _positive(),
     "log_every": _positive(),
     "eval_every": _positive(),
     "checkpoint_every": _positive(),
-    "steps_per_call": _positive(),
+    "steps_per_call": _positive(default=500),
     "keep_checkpoints": _positive(default=2),
     "keep_every": Field("int", lambda v: v >= 0, "an integer >= 0 (0: keep none extra)",
                         default=0),
@@ -74,41 +77,8 @@ SCHEMA: dict[str, Any] = {
     "sweep": Field("replicas", default=()),
     "on_divergence": _choice(("stop", "rollback"), default="stop"),
     "max_rollbacks": Field("int", lambda v: v >= 0, "an integer >= 0", default=3),
-    "data": {
-        "name": _choice(data.DATASETS),
-        "manual_dir": Field("str", default=""),
-        "data_dir": Field("str", default=""),
-    },
-    "model": {
-        "name": _choice(("mlp_maxout",), default="mlp_maxout"),
-        "latent_dim": _positive(),
-        "latent_dist": _choice(state.LATENT_DISTS, default="uniform"),
-        "dtype": _choice(("float32", "bfloat16"), default="float32"),
-        "generator": {
-            "hidden": Field("ints"),
-            "activation": _choice(_ACTIVATIONS),
-            "output_activation": _choice(_ACTIVATIONS),
-            "init_scale": _positive("float"),
-            "output_bias": _choice(("marginals", "zeros"), default="zeros"),
-        },
-        "discriminator": {
-            "hidden": Field("ints"),
-            "pieces": _positive(),
-            "activation": _choice(("maxout",) + _ACTIVATIONS),
-            "init_scale": _positive("float"),
-            "input_keep": _unit(),
-            "hidden_keep": _unit(),
-        },
-    },
     "optimizer": "optimizer",  # checked by name, see _OPTIMIZER_FIELDS
     "g_optimizer": "optimizer",  # optional: G's own optimizer
-    "evaluation": {
-        "parzen": Field("bool"),
-        "classifier_metrics": Field("bool"),
-        "classifier_dir": Field("str", default=""),
-        "num_samples": _positive(default=10_000),
-        "nearest_k": _positive(default=5),
-    },
     "gan": {
         "g_loss": _choice(losses.G_LOSS_KINDS),
         "d_loss": _choice(losses.D_LOSS_KINDS, default="bce"),
@@ -122,6 +92,49 @@ SCHEMA: dict[str, Any] = {
         "update_rule": _choice(state.UPDATES),
     },
 }
+
+# An MLP generator and a maxout discriminator (models.MLPGenerator, MaxoutDiscriminator).
+MLP_PLAYERS: dict[str, Any] = {
+    "generator": {
+        "hidden": Field("ints"),
+        "activation": _choice(_ACTIVATIONS),
+        "output_activation": _choice(_ACTIVATIONS),
+        "init_scale": _positive("float"),
+        "output_bias": _choice(("marginals", "zeros"), default="zeros"),
+    },
+    "discriminator": {
+        "hidden": Field("ints"),
+        "pieces": _positive(),
+        "activation": _choice(("maxout",) + _ACTIVATIONS),
+        "init_scale": _positive("float"),
+        "input_keep": _unit(),
+        "hidden_keep": _unit(),
+    },
+}
+
+# The image experiments' own sections (experiments/mnist*.py).
+IMAGE_FIELDS: dict[str, Any] = {
+    "data": {
+        "name": _choice(data.DATASETS),
+        "manual_dir": Field("str", default=""),
+        "data_dir": Field("str", default=""),
+    },
+    "model": {
+        "name": _choice(("mlp_maxout",), default="mlp_maxout"),
+        "latent_dim": _positive(),
+        "latent_dist": _choice(state.LATENT_DISTS, default="uniform"),
+        "dtype": _choice(("float32", "bfloat16"), default="float32"),
+        **MLP_PLAYERS,
+    },
+    "evaluation": {
+        "parzen": Field("bool"),
+        "classifier_metrics": Field("bool"),
+        "classifier_dir": Field("str", default=""),
+        "num_samples": _positive(default=10_000),
+        "nearest_k": _positive(default=5),
+    },
+}
+SCHEMA: dict[str, Any] = {**COMMON, **IMAGE_FIELDS}
 OPTIONAL_SECTIONS = ("g_optimizer",)
 
 # Settings that may differ between a checkpoint and the run that resumes it.
@@ -145,6 +158,9 @@ def _type_ok(kind: str, value: Any) -> bool:
   if kind == "replicas":
     return (isinstance(value, (tuple, list)) and
             all(isinstance(v, dict) and all(isinstance(k, str) for k in v) for v in value))
+  if kind == "floats":
+    return (isinstance(value, (tuple, list)) and len(value) > 0 and
+            all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
   if kind == "ints":
     return (isinstance(value, (tuple, list)) and len(value) > 0 and
             all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value))
@@ -153,6 +169,7 @@ def _type_ok(kind: str, value: Any) -> bool:
 
 _KIND_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "True or False",
                "ints": "a non-empty tuple of positive integers, e.g. (1200, 1200)",
+               "floats": "a non-empty tuple of numbers, e.g. (-6.0, 8.0)",
                "replicas": "a tuple of dicts, one per run, of dotted field names and values, "
                            "e.g. ({'seed': 0}, {'seed': 1})"}
 
@@ -175,8 +192,8 @@ def _check_section(section: Any, schema: dict[str, Any], prefix: str) -> None:
         continue
       if key in OPTIONAL_SECTIONS and not prefix:
         continue
-      raise UserError(f"config.{name} is missing. Add it to the config file (see "
-                      f"experiments/mnist.py for every field of a GAN experiment).")
+      raise UserError(f"config.{name} is missing. Add it to the config file (the files in "
+                      f"experiments/ show every field of each experiment).")
     value = section[key]
     if spec == "optimizer":
       if key in OPTIONAL_SECTIONS and not value:
@@ -212,9 +229,12 @@ def _check_optimizer(section: Any, name: str) -> None:
   _check_section(section, {"name": Field("str"), **_OPTIMIZER_FIELDS[kind]}, name + ".")
 
 
-def check(config: Any, num_devices: int) -> None:
-  """Refuse a GAN experiment config that cannot run, naming the field and the fix."""
-  _check_section(config, SCHEMA, "")
+def check(config: Any, num_devices: int, fields: dict[str, Any] | None = None) -> None:
+  """Refuse a config that cannot run, naming the field and the fix.
+
+  ``fields``: the experiment's schema (default: the image experiments', ``SCHEMA``).
+  """
+  _check_section(config, SCHEMA if fields is None else fields, "")
   if config.gan.update_rule == "simultaneous" and config.gan.k != 1:
     raise UserError(f"config.gan.k is {config.gan.k} but config.gan.update_rule is "
                     f"'simultaneous', which uses one minibatch per iteration; set "
@@ -242,9 +262,9 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
   return out
 
 
-def _default(dotted: str) -> Any:
-  """A field's default in SCHEMA ("<absent>" if it has none): absent means that value."""
-  spec: Any = SCHEMA
+def _default(dotted: str, fields: dict[str, Any]) -> Any:
+  """A field's default in ``fields`` ("<absent>" if it has none): absent means that value."""
+  spec: Any = fields
   for part in dotted.split("."):
     if not isinstance(spec, dict) or part not in spec:
       return "<absent>"
@@ -253,19 +273,21 @@ def _default(dotted: str) -> Any:
       else "<absent>"
 
 
-def resume_differences(saved: dict[str, Any], config: Any) -> tuple[list[str], list[str]]:
+def resume_differences(saved: dict[str, Any], config: Any, fields: dict[str, Any] | None = None,
+                       resumable: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
   """(refused, noticed): the fields where ``config`` differs from a checkpoint's config.
 
   Refused: anything that changes the model, the game or the data (resuming would
   restore mismatched parameters or silently change the run). Noticed: the
   optimizers' hyperparameters. Run length, intervals and evaluation settings may
-  differ freely.
+  differ freely, and so may an experiment's own ``resumable`` fields (prefixes).
   """
+  fields = SCHEMA if fields is None else fields
   old, new = flatten(saved), flatten(config)
   refused, noticed = [], []
   for key in sorted(set(old) | set(new)):
-    a, b = old.get(key, _default(key)), new.get(key, _default(key))
-    if a == b or key.startswith(RESUMABLE_CHANGES):
+    a, b = old.get(key, _default(key, fields)), new.get(key, _default(key, fields))
+    if a == b or key.startswith(RESUMABLE_CHANGES + tuple(resumable)):
       continue
     line = f"{key}: {a!r} in the checkpoint, {b!r} now"
     if key.startswith(NOTICED_CHANGES) and not key.endswith(".name"):
@@ -275,7 +297,9 @@ def resume_differences(saved: dict[str, Any], config: Any) -> tuple[list[str], l
   return refused, noticed
 
 
-def check_resumable(ckpt: Any, config: Any, *, check_layout: bool = True) -> None:
+def check_resumable(ckpt: Any, config: Any, *, check_layout: bool = True,
+                    fields: dict[str, Any] | None = None,
+                    resumable: tuple[str, ...] = ()) -> None:
   """Refuse to resume a workdir whose checkpoints were made with a different model, game or
   data set (``ckpt``: its ``checkpoint.Checkpointer``), in one paragraph; print (on process 0)
   the optimizer settings that changed, which are allowed.
@@ -288,7 +312,7 @@ def check_resumable(ckpt: Any, config: Any, *, check_layout: bool = True) -> Non
   saved = ckpt.saved_config()
   if saved is None:
     return
-  refused, noticed = resume_differences(saved, config)
+  refused, noticed = resume_differences(saved, config, fields, resumable)
   if refused:
     shown = "; ".join(refused[:6]) + ("; ..." if len(refused) > 6 else "")
     raise UserError(

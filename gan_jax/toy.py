@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import math
-import os
-import time
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +18,11 @@ import numpy as np
 import optax
 from jax import lax
 
-from gan_jax import losses, optim, steps
+from gan_jax import experiment, losses, optim, schema, steps
+from gan_jax.errors import UserError
+from gan_jax.experiment import Data
+from gan_jax.loop import SamplerSource
+from gan_jax.schema import Field
 from gan_jax.state import GAN, GANState, init_state
 
 
@@ -88,9 +88,10 @@ def value_on_grid(p_data: np.ndarray, p_g: np.ndarray, d: np.ndarray, dx: float)
 # --- The experiment: experiments/gaussian_1d.py ------------------------------
 
 
-def make_affine_gan(config) -> GAN:
-  """The GAN spec of a gaussian_1d config: an affine G (no hidden layer) of 1-d normal noise."""
+def make_gan(configs: Sequence[Any]) -> GAN:
+  """The spec of gaussian_1d configs: an affine G (no hidden layer) of 1-d normal noise."""
   from gan_jax import build  # pylint: disable=import-outside-toplevel
+  config = configs[0]
   m = config.model
   g_cfg = ml_collections.ConfigDict(dict(hidden=(), activation="relu",
                                          output_activation="linear",
@@ -101,7 +102,10 @@ def make_affine_gan(config) -> GAN:
       discriminator=build.make_discriminator(m.discriminator, "float32"),
       g_optimizer=optim.make_optimizer(config.get("g_optimizer") or opt, steps_per_epoch=1),
       d_optimizer=optim.make_optimizer(opt, steps_per_epoch=1),
-      latent_dim=m.latent_dim, latent_dist="normal", g_loss=config.gan.g_loss,
+      latent_dim=m.latent_dim, latent_dist="normal",
+      g_loss=build.loss_choices([c.gan.g_loss for c in configs]),
+      d_loss=build.loss_choices([c.gan.get("d_loss", "bce") for c in configs]),
+      real_label=config.gan.real_label, ema_decay=config.gan.get("ema_decay", 0.0),
       k=config.gan.k, update_rule=config.gan.update_rule)
 
 
@@ -111,103 +115,151 @@ def _gaussian_sampler(mean: float, std: float):
   return sample
 
 
-def run_gaussian_1d(config, workdir: str) -> dict:
+GRID_POINTS = 4001  # where densities, D and the integrals are evaluated
+FIGURE_EVERY = 10  # Figure 1 draws D at every 10th grid point (kept in the run's memory)
+
+
+class Gaussian1D(experiment.Experiment):
   """Proposition 1 and Theorem 1 on p_data = N(mean, std^2) with an affine G (closed-form p_g).
 
-  (a) G fixed: D trained to convergence is compared with D* on a grid, and
-      V(D, G) with C(G) = -log 4 + 2 JSD.
-  (b) Both players trained (Algorithm 1): JSD(p_data || p_g) and D's distance
-      from 1/2 are tracked.
-  (c) figure1.png: p_data, p_g and D at several stages, like the paper's Figure 1;
-      curves.png: JSD and max |D - 1/2| against the step.
-  Writes results.json and metrics.jsonl into ``workdir``; returns the results.
+  (a) ``start``, before step 0: G fixed, D trained alone with Adam's step decayed
+      20-fold, then compared with D* on a grid, and V(D, G) with C(G) = -log 4 + 2 JSD.
+  (b) training (Algorithm 1): each evaluation tracks JSD(p_data || p_g), D's
+      distance from 1/2, V and C(G), G's scale and shift.
+  (c) figure1.png: p_data, p_g and D after (a), at ``figure_steps`` and at the
+      end, like the paper's Figure 1; curves.png: JSD and max |D - 1/2| by step.
+  ``finish`` writes results.json.
   """
-  from gan_jax import loop as loop_lib, visualize  # pylint: disable=import-outside-toplevel
-  os.makedirs(workdir, exist_ok=True)
-  d = config.data
-  sample_real = _gaussian_sampler(d.mean, d.std)
-  gan = make_affine_gan(config)
-  root = jax.random.key(config.seed)
-  state = init_state(gan, jax.random.fold_in(root, 0), jnp.zeros((1, 1)))
-  g = config.model.generator
-  start = affine_generator_params(g.start_scale, g.start_shift)
-  state = state.replace(g=state.g.replace(params=start))
-  lo, hi = config.grid
-  x = np.linspace(lo, hi, 4001)
-  dx = x[1] - x[0]
-  p_data = gaussian_pdf(x, d.mean, d.std)
 
-  def snapshot(state) -> dict:
+  fields = {
+      "data": {"mean": Field("float"), "std": schema._positive("float")},
+      "model": {
+          "latent_dim": Field("int", lambda v: v == 1, "1 (G(z) = a z + b of 1-d noise)"),
+          "generator": {"init_scale": schema._positive("float"),
+                        "start_scale": Field("float"), "start_shift": Field("float")},
+          "discriminator": schema.MLP_PLAYERS["discriminator"],
+      },
+      "d_pretrain_steps": Field("int", lambda v: v >= 0, "an integer >= 0"),
+      "figure_steps": Field("ints"),
+      "grid": Field("floats", lambda v: len(v) == 2 and v[0] < v[1],
+                    "two numbers (lo, hi) with lo < hi"),
+  }
+  resumable = ("figure_steps", "grid")
+
+  @classmethod
+  def check(cls, config, num_devices) -> None:
+    super().check(config, num_devices)
+    off = [s for s in config.figure_steps if s % config.eval_every]
+    if off:
+      raise UserError(f"config.figure_steps {tuple(config.figure_steps)} has steps that are not "
+                      f"multiples of config.eval_every={config.eval_every} ({off}), so no "
+                      f"evaluation would draw them; change either.")
+    if config.optimizer.name != "adam":
+      raise UserError(f"config.optimizer.name is {config.optimizer.name!r}; part (a) settles "
+                      f"D with a decayed Adam built from config.optimizer's b1 and b2, so use "
+                      f"'adam'.")
+
+  def load_data(self) -> Data:
+    d = self.config.data
+    return Data(source=SamplerSource(_gaussian_sampler(d.mean, d.std)), dim=1)
+
+  def make_gan(self, data: Data) -> GAN:
+    return make_gan(self.configs)
+
+  def initial_state(self, i, gan, data, root) -> GANState:
+    from gan_jax import build  # pylint: disable=import-outside-toplevel
+    c = self.configs[i]
+    state = init_state(gan, jax.random.fold_in(root, 0), jnp.zeros((1, 1)),
+                       hparams=build.replica_hparams(c))
+    g = c.model.generator
+    return state.replace(g=state.g.replace(
+        params=affine_generator_params(g.start_scale, g.start_shift)))
+
+  def _grid(self, i: int) -> tuple[np.ndarray, float, np.ndarray]:
+    c = self.configs[i]
+    x = np.linspace(*c.grid, GRID_POINTS)
+    return x, x[1] - x[0], gaussian_pdf(x, c.data.mean, c.data.std)
+
+  def snapshot(self, i: int, gan: GAN, state: GANState) -> dict:
+    """The closed-form quantities of ``state`` on the grid (scalars, and D for the figure)."""
+    x, dx, p_data = self._grid(i)
     p_g = affine_generator_density(state.g_params, x)
     dv = discriminator_on_grid(gan, state.d_params, x)
     support = (p_data + p_g) > 0.05
     d_star = np.asarray(losses.optimal_discriminator(jnp.asarray(p_data), jnp.asarray(p_g)))
-    return {"step": int(state.step), "p_g": p_g, "d": dv,
-            "jsd": losses.jensen_shannon(p_data, p_g, dx),
+    return {"jsd": losses.jensen_shannon(p_data, p_g, dx),
             "value": value_on_grid(p_data, p_g, dv, dx),
             "c_of_g": losses.optimal_value(p_data, p_g, dx),
             "max_abs_d_minus_d_star": float(np.abs(dv - d_star)[support].max()),
             "max_abs_d_minus_half": float(np.abs(dv - 0.5)[p_data > 0.05].max()),
             "g_scale": float(np.asarray(state.g_params["output"]["kernel"]).reshape(())),
-            "g_shift": float(np.asarray(state.g_params["output"]["bias"]).reshape(()))}
+            "g_shift": float(np.asarray(state.g_params["output"]["bias"]).reshape(())),
+            "d_curve": [round(float(v), 6) for v in dv[::FIGURE_EVERY]]}
 
-  t0 = time.time()
-  # (a) D alone, against the fixed initial G, with Adam's step decayed 20-fold to settle D.
-  opt = config.optimizer
-  settle = optax.adam(optax.exponential_decay(opt.learning_rate, config.d_pretrain_steps, 0.05),
-                      b1=opt.b1, b2=opt.b2)
-  gan_a = dataclasses.replace(gan, d_optimizer=settle)
-  state = state.replace(d=state.d.replace(opt_state=settle.init(state.d_params)))
-  state, _ = train_discriminator(gan_a, state, sample_real, jax.random.fold_in(root, 1),
-                                 num_steps=config.d_pretrain_steps, batch_size=config.batch_size)
-  state = state.replace(d=state.d.replace(opt_state=gan.d_optimizer.init(state.d_params)))
-  a = snapshot(state)
-  part_a = {"max_abs_d_minus_d_star": a["max_abs_d_minus_d_star"], "value": a["value"],
-            "c_of_g": a["c_of_g"], "abs_value_minus_c_of_g": abs(a["value"] - a["c_of_g"]),
-            "jsd": a["jsd"], "d_steps": config.d_pretrain_steps}
+  def start(self, i, gan, state, root) -> tuple[GANState, dict]:
+    c = self.configs[i]
+    opt = c.optimizer
+    # (a) D alone, against the fixed initial G, with Adam's step decayed 20-fold to settle D.
+    settle = optax.adam(optax.exponential_decay(opt.learning_rate, c.d_pretrain_steps, 0.05),
+                        b1=opt.b1, b2=opt.b2)
+    gan_a = dataclasses.replace(gan, d_optimizer=settle)
+    state = state.replace(d=state.d.replace(opt_state=settle.init(state.d_params)))
+    state, _ = train_discriminator(gan_a, state, _gaussian_sampler(c.data.mean, c.data.std),
+                                   jax.random.fold_in(root, 2), num_steps=c.d_pretrain_steps,
+                                   batch_size=c.batch_size)
+    # D's own optimizer, freshly initialised (zero moments, this replica's learning rate).
+    fresh = self.initial_state(i, gan, None, root).d.opt_state
+    state = state.replace(d=state.d.replace(opt_state=fresh))
+    # (b) then starts from this state: the step counter restarts at 0.
+    state = state.replace(step=jnp.zeros((), jnp.int32))
+    a = self.snapshot(i, gan, state)
+    part_a = {"max_abs_d_minus_d_star": a["max_abs_d_minus_d_star"], "value": a["value"],
+              "c_of_g": a["c_of_g"], "abs_value_minus_c_of_g": abs(a["value"] - a["c_of_g"]),
+              "jsd": a["jsd"], "d_steps": c.d_pretrain_steps}
+    print(f"(a) G fixed, D trained {c.d_pretrain_steps} steps: max |D - D*| = "
+          f"{part_a['max_abs_d_minus_d_star']:.4f} where p_data + p_g > 0.05; V(D, G) = "
+          f"{part_a['value']:.4f} vs C(G) = -log 4 + 2 JSD = {part_a['c_of_g']:.4f} "
+          f"(|diff| {part_a['abs_value_minus_c_of_g']:.4f} nats)", flush=True)
+    return state, {"part_a": part_a, "stages": {"0": _stage(a)}}
 
-  # (b) both players, from that state; the step counter restarts at 0.
-  state = state.replace(step=jnp.zeros((), jnp.int32))
-  stages = sorted(set(config.figure_steps) | {config.num_train_steps})
-  chunk = math.gcd(*stages, config.log_every)
-  tl = loop_lib.TrainLoop(gan, loop_lib.SamplerSource(sample_real), global_batch=config.batch_size,
-                          steps_per_call=chunk, parallel="none")
-  dstate = tl.put_state(state)
-  snaps = {0: a}
-  rows = []
-  step = 0
-  while step < config.num_train_steps:
-    dstate, metrics = tl(dstate, None, jax.random.fold_in(root, 2))
-    step += chunk
-    if step % config.log_every == 0 or step in stages:
-      s = snapshot(tl.get_state(dstate))
-      if step in stages:
-        snaps[step] = s
-      rows.append({"step": step, **{k: v for k, v in s.items() if np.isscalar(v)},
-                   **{k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}})
-  final = snaps[config.num_train_steps]
-  results = {
-      "part_a": part_a,
-      "part_b": {k: final[k] for k in ("jsd", "max_abs_d_minus_half", "g_scale", "g_shift",
-                                       "value", "c_of_g")},
-      "initial_jsd": a["jsd"], "data": {"mean": d.mean, "std": d.std},
-      "train_steps": config.num_train_steps, "wall_seconds": time.time() - t0,
-  }
-  with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
-    f.writelines(json.dumps(r) + "\n" for r in rows)
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(results, f, indent=2)
-  visualize.plot_1d_stages(x, p_data, [snaps[s] for s in sorted(snaps)],
-                           os.path.join(workdir, "figure1.png"))
-  visualize.plot_1d_curves(rows, os.path.join(workdir, "curves.png"))
-  print(f"(a) G fixed, D trained {config.d_pretrain_steps} steps: max |D - D*| = "
-        f"{part_a['max_abs_d_minus_d_star']:.4f} where p_data + p_g > 0.05; V(D, G) = "
-        f"{part_a['value']:.4f} vs C(G) = -log 4 + 2 JSD = {part_a['c_of_g']:.4f} "
-        f"(|diff| {part_a['abs_value_minus_c_of_g']:.4f} nats)", flush=True)
-  print(f"(b) both trained {config.num_train_steps} steps: JSD {a['jsd']:.4f} -> "
-        f"{final['jsd']:.5f} nats; max |D - 1/2| where p_data > 0.05: "
-        f"{final['max_abs_d_minus_half']:.4f}; G(z) = {final['g_scale']:.3f} z + "
-        f"{final['g_shift']:.3f} (data: {d.std} z + {d.mean})", flush=True)
-  print(f"(c) {os.path.join(workdir, 'figure1.png')}, {os.path.join(workdir, 'curves.png')} "
-        f"({results['wall_seconds']:.0f} s)", flush=True)
-  return results
+  def evaluate(self, i, gan, state, memory, out, root) -> dict:
+    c, step = self.configs[i], int(state.step)
+    s = self.snapshot(i, gan, state)
+    if step in c.figure_steps or step == c.num_train_steps:
+      memory["stages"][str(step)] = _stage(s)
+    return {k: v for k, v in s.items() if k != "d_curve"}
+
+  def plot(self, i, rows, memory, out) -> None:
+    from gan_jax import visualize  # pylint: disable=import-outside-toplevel
+    visualize.plot_1d_curves([r for r in rows if "jsd" in r], out.path("curves.png"))
+
+  def finish(self, i, gan, state, memory, rows, out, root) -> None:
+    from gan_jax import visualize  # pylint: disable=import-outside-toplevel
+    c = self.configs[i]
+    final = self.snapshot(i, gan, state)
+    part_a = memory["part_a"]
+    results = {
+        "part_a": part_a,
+        "part_b": {k: final[k] for k in ("jsd", "max_abs_d_minus_half", "g_scale", "g_shift",
+                                         "value", "c_of_g")},
+        "initial_jsd": part_a["jsd"], "data": {"mean": c.data.mean, "std": c.data.std},
+        "train_steps": c.num_train_steps, "wall_seconds": rows[-1]["wall_time"],
+    }
+    experiment.write_json(out.path("results.json"), results)
+    x, _, p_data = self._grid(i)
+    xs = x[::FIGURE_EVERY]
+    stages = [{"step": int(step), "d": np.asarray(st["d"]), "jsd": st["jsd"],
+               "p_g": gaussian_pdf(xs, st["g_shift"], abs(st["g_scale"]))}
+              for step, st in sorted(memory["stages"].items(), key=lambda kv: int(kv[0]))]
+    visualize.plot_1d_stages(xs, p_data[::FIGURE_EVERY], stages, out.path("figure1.png"))
+    b = results["part_b"]
+    print(f"(b) both trained {c.num_train_steps} steps: JSD {part_a['jsd']:.4f} -> "
+          f"{b['jsd']:.5f} nats; max |D - 1/2| where p_data > 0.05: "
+          f"{b['max_abs_d_minus_half']:.4f}; G(z) = {b['g_scale']:.3f} z + {b['g_shift']:.3f} "
+          f"(data: {c.data.std} z + {c.data.mean})", flush=True)
+    print(f"(c) {out.path('figure1.png')}, {out.path('curves.png')}", flush=True)
+
+
+def _stage(snapshot: dict) -> dict:
+  return {"d": snapshot["d_curve"], "jsd": snapshot["jsd"], "g_scale": snapshot["g_scale"],
+          "g_shift": snapshot["g_shift"]}

@@ -1,17 +1,25 @@
-"""train_and_evaluate: a whole run from a config into a workdir.
+"""The one training driver: every experiment, one run or a sweep, into its workdir.
 
-Data flows one way: config -> data and GAN spec -> state (restored if the
-workdir has a checkpoint) -> scanned training chunks -> metrics, samples,
-curves and checkpoints. Only process 0 writes logs, pictures and metrics.
+Data flow: config -> experiment (``gan_jax.experiment``) -> data, GAN spec and
+initial states -> restored from the workdir's newest intact checkpoint when
+there is one -> scanned training chunks of the replicas as one vmapped program
+-> periodic actions (log, evaluate, record, checkpoint; CLU's
+``periodic_actions`` style, run on chunk boundaries) -> final results. Only
+process 0 writes logs, pictures and metrics.
+
+CLU itself is not used: its periodic actions expect a call every step (ours run
+once per compiled chunk of hundreds of steps) and its metric writers import
+TensorFlow, which gan_jax loads only to prepare data.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -19,25 +27,24 @@ import ml_collections
 import numpy as np
 import tensorboardX
 
-from gan_jax import (build, checkpoint, data as data_lib, evaluate, optim, preemption, schema,
-                     sweep, visualize, workdir as workdir_lib)
+from gan_jax import (build, checkpoint, experiment as experiment_lib, optim, preemption, schema,
+                     sweep, workdir as workdir_lib)
 from gan_jax.errors import UserError
-from gan_jax.loop import ArraySource, TrainLoop
-from gan_jax.state import GAN, GANState, sample_latent, set_hparams
-
-SAMPLE_ROWS = 10  # sample grids are SAMPLE_ROWS x SAMPLE_ROWS
+from gan_jax.experiment import Outputs
+from gan_jax.loop import TrainLoop
+from gan_jax.state import GAN, GANState, set_hparams
 
 
 def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Refuse configs that cannot run, before any data is read or code compiled."""
-  schema.check(config, num_devices)
+  experiment_lib.get(config).check(config, num_devices)
 
 
 def prepare_workdir(workdir: str) -> None:
   """Create ``workdir`` and make sure files can be written there."""
   probe = os.path.join(workdir, f".write_test_{os.getpid()}")
   try:
-    os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+    os.makedirs(workdir, exist_ok=True)
     with open(probe, "w") as f:
       f.write("ok")
     os.remove(probe)
@@ -49,7 +56,7 @@ def prepare_workdir(workdir: str) -> None:
 
 def chunk_length(config: ml_collections.ConfigDict) -> int:
   """Iterations per compiled call: every log, eval and checkpoint falls on a boundary."""
-  return math.gcd(config.steps_per_call, config.log_every, config.eval_every,
+  return math.gcd(config.get("steps_per_call", 500), config.log_every, config.eval_every,
                   config.checkpoint_every)
 
 
@@ -96,11 +103,6 @@ class _Recorder:
     for k, v in row.items():
       if k != "step" and isinstance(v, (int, float)):
         self.tb.add_scalar(k, v, row["step"])
-    self.tb.flush()
-
-  def image(self, tag: str, image: np.ndarray, step: int) -> None:
-    """``image``: uint8 [H, W, C]."""
-    self.tb.add_image(tag, image, step, dataformats="HWC")
     self.tb.flush()
 
   def close(self) -> None:
@@ -161,33 +163,8 @@ def _check_finite(metrics: dict[str, np.ndarray], first_step: int, last_good: in
     raise _divergence_error(f"{key} became {value}", step, last_good, rollbacks)
 
 
-def _evaluate(gan: GAN, state: GANState, dataset: data_lib.Dataset, evaluator: evaluate.Evaluator,
-              recorder: _Recorder, workdir: str, fixed_z: jax.Array, key: jax.Array) -> dict:
-  """Sample grid (PNG and TensorBoard) and the configured metrics of ``state``."""
-  step = int(state.step)
-  has_ema = state.ema_params is not None
-  # samples/step_N.png shows the generator a run is judged by (the EMA when there is one);
-  # samples/raw_step_N.png the raw G beside it.
-  for ema, prefix in (((True, ""), (False, "raw_")) if has_ema else ((False, ""),)):
-    images = evaluate.generate(gan, state, fixed_z, ema=ema)
-    grid = visualize.image_grid(images, dataset.image_shape, rows=SAMPLE_ROWS, cols=SAMPLE_ROWS)
-    visualize.save_png(os.path.join(workdir, "samples", f"{prefix}step_{step:07d}.png"), grid)
-    recorder.image(f"{prefix}samples", grid, step)
-  if not evaluator.active:
-    return {}
-
-  def report(ema: bool, got: dict, seconds: float) -> None:
-    which = " (EMA of G)" if ema else ""
-    print(f"eval at step {step}{which}: {evaluate.summary(got)} ({seconds:.0f} s)", flush=True)
-    if got.get("classes_covered", 10) < 10:
-      print(f"warning: mode collapse at step {step}{which}: only {got['classes_covered']} of "
-            f"10 digit classes get at least 1% of the samples (histogram "
-            f"{got['class_histogram']}).", flush=True)
-  return evaluate.score_generators(evaluator, gan, state, key, report)
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANState:
-  """Train ``config``'s GAN, writing everything into ``workdir``; returns the final state.
+  """Train ``config`` (one run, no sweep) into ``workdir``; returns the final state.
 
   Resumes from the newest intact checkpoint in ``workdir`` when there is one.
   Every check of the config and the workdir runs before data are read or code
@@ -200,272 +177,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
     return train_group([config], [workdir])[0]
 
 
-def _devices(config: ml_collections.ConfigDict) -> list[Any]:
-  if config.parallel == "none" and jax.process_count() > 1:
-    raise UserError(f"config.parallel='none' trains on one device, but this is a run of "
-                    f"{jax.process_count()} processes; use 'pmap' or 'shard_map' to span them.")
-  # pmap/shard_map span the devices of every process; each process feeds its local ones.
-  return jax.devices() if config.parallel != "none" else jax.local_devices()[:1]
-
-
-class _Misaligned(Exception):
-  """The replicas of a group were checkpointed at different steps."""
-
-
-def train_group(configs: list[ml_collections.ConfigDict], workdirs: list[str],
-                names: list[str] | None = None) -> list[GANState]:
-  """Train GANs whose configs differ only in ``sweep.VMAPPABLE`` fields, one per workdir.
-
-  One config trains alone. Several train as one compiled program, the chunk
-  ``jax.vmap``-ed over their stacked states inside the data parallelism; each
-  replica still writes a complete run into its own workdir (metrics, samples,
-  evaluations, checkpoints), exactly what training it alone writes. If their
-  newest checkpoints are at different steps (one was damaged, say), they train
-  one after another instead. Returns the final states (host arrays).
-  """
-  names = names or [""] * len(configs)
-  devices = _devices(configs[0])
-  for config in configs:
-    validate_config(config, len(devices))
-  for workdir in workdirs:
-    prepare_workdir(workdir)
-  ckpts = [checkpoint.Checkpointer(w, keep=c.get("keep_checkpoints", 2),
-                                   keep_every=c.get("keep_every", 0))
-           for c, w in zip(configs, workdirs, strict=True)]
-  closers: list[Any] = []  # the TensorBoard writers, closed however training ends
-  try:
-    for ckpt, config in zip(ckpts, configs, strict=True):
-      schema.check_resumable(ckpt, config)
-    return _train(configs, workdirs, names, tuple(devices), ckpts, closers)
-  except _Misaligned:
-    pass
-  finally:
-    for close in closers + [ckpt.close for ckpt in ckpts]:
-      close()
-  _warn("The replicas' newest checkpoints are at different steps; they train one after "
-        "another.")
-  finals = []
-  for config, workdir in zip(configs, workdirs, strict=True):
-    finals += train_group([config], [workdir])
-    if preemption.STOP.signal_name is not None:
-      break
-  return finals
-
-
-def _warn(message: str) -> None:
-  if _is_main():
-    print(message, flush=True)
-
-
-def _train(configs: list[ml_collections.ConfigDict], workdirs: list[str], names: list[str],
-           devices: tuple[Any, ...], ckpts: list[checkpoint.Checkpointer],
-           closers: list[Any]) -> list[GANState]:
-  config, num = configs[0], len(configs)  # config: what the replicas share
-  dataset = data_lib.load(config.data)
-  batches_per_epoch = len(dataset.train) // config.batch_size
-  group_gan = None
-  if num > 1:  # one spec for the group; each replica's own values live in its state
-    group_gan = build.make_group_gan(configs, data_dim=dataset.dim,
-                                     batches_per_epoch=batches_per_epoch)
-  built = [build.make_gan_and_state(c, dataset, group_gan) for c in configs]
-  gans, roots, initials = ([b[i] for b in built] for i in range(3))
-
-  states, rollbacks = list(initials), 0
-  found = _restore_all(ckpts, initials)
-  starts = {0 if f is None else int(f[0].step) for f in found}
-  if len(starts) > 1:
-    raise _Misaligned()
-  for i, f in enumerate(found):
-    if f is not None:  # the optimizers' learning rates may have changed between launches
-      states[i] = _this_runs_rates(gans[i], f[0], configs[i])
-      rollbacks = max(rollbacks, int(f[1].get("rollbacks", 0)))
-      _warn(f"Resuming {_label(names[i])}from the checkpoint at step {int(f[0].step)} in "
-            f"{ckpts[i].directory}")
-  start = starts.pop()
-
-  if _is_main():
-    for c, w in zip(configs, workdirs, strict=True):
-      with open(os.path.join(w, "config.json"), "w") as f:
-        f.write(c.to_json_best_effort(indent=2, sort_keys=True))
-  recorders = [_Recorder(w, start) for w in workdirs] if _is_main() else []
-  closers.extend(r.close for r in recorders)
-  evaluator = evaluate.Evaluator(config, dataset) if _is_main() else None
-
-  chunk = chunk_length(config)
-  source = ArraySource(len(dataset.train))
-  loops: dict[int, TrainLoop] = {}
-
-  def loop_of(length: int) -> TrainLoop:
-    if length not in loops:  # a final partial chunk compiles once more
-      loops[length] = TrainLoop(gans[0], source, global_batch=config.batch_size,
-                                steps_per_call=length, parallel=config.parallel, devices=devices,
-                                vmapped=num > 1)
-    return loops[length]
-
-  loop = loop_of(chunk)
-  base_keys = [jax.random.fold_in(r, 1) for r in roots]
-
-  def train_key(rollbacks: int) -> jax.Array:  # each rollback continues with a fresh key
-    keys = [k if rollbacks == 0 else jax.random.fold_in(k, rollbacks) for k in base_keys]
-    return keys[0] if num == 1 else jnp.stack(keys)
-
-  def put(states: list[GANState]) -> Any:
-    return loop.put_state(states[0] if num == 1 else sweep.stack(states))
-
-  def host_states(dstate: Any) -> list[GANState]:
-    host = checkpoint.host_copy(loop.get_state(dstate))
-    return [host] if num == 1 else [sweep.unstack(host, i) for i in range(num)]
-
-  def per_replica(tree: Any) -> list[Any]:
-    return [tree] if num == 1 else [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(num)]
-
-  fixed_z = [sample_latent(g, jax.random.fold_in(r, 2), (SAMPLE_ROWS**2,))
-             for g, r in zip(gans, roots, strict=True)]
-  config_json = [c.to_json_best_effort(sort_keys=True) for c in configs]
-
-  def save(hosts: list[GANState]) -> None:
-    for i, host in enumerate(hosts):
-      bad = _nonfinite_leaves(host)
-      if bad:  # never checkpoint a diverged state
-        raise _divergence_error(f"{_label(names[i])}the parameters {', '.join(bad[:4])} became "
-                                f"non-finite", int(host.step), ckpts[i].latest_step(), rollbacks)
-    for i, host in enumerate(hosts):
-      ckpts[i].save(host, {"config": config_json[i], "rollbacks": rollbacks})
-
-  dstate, ddata = put(states), loop.put_data(dataset.train)
-  total = config.num_train_steps
-  step, pending, t_last, step_last = start, [], time.time(), start
-  t_start = time.time()
-  if _is_main():
-    epochs = total * gans[0].real_batches_per_step / batches_per_epoch
-    hosts = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
-    many = f", {num} replicas vmapped in one program" if num > 1 else ""
-    print(f"Training {total} iterations ({epochs:.1f} epochs) from step {start}: global batch "
-          f"{config.batch_size} on {len(devices)} {devices[0].platform} device(s){hosts}, "
-          f"{chunk} iterations per compiled call{many}.", flush=True)
-  stopped_by = None
-  with preemption.STOP.installed() as stop:
-    while step < total:
-      if stop.requested():
-        stopped_by = stop.signal_name or "a stop signal to another process"
-        break
-      loop = loop_of(min(chunk, total - step))
-      dstate, metrics = loop(dstate, ddata, train_key(rollbacks))
-      metrics = per_replica(jax.device_get(metrics))  # [chunk] per metric and replica
-      first, step = step, step + loop.steps_per_call
-      bad = [(i, b) for i, m in enumerate(metrics)
-             if (b := _first_nonfinite(m, first)) is not None]
-      if bad:
-        i, (key, value, bad_step) = min(bad, key=lambda ib: ib[1][2])
-        what = f"{_label(names[i])}{key} became {value}"
-        if (config.get("on_divergence", "stop") != "rollback" or
-            rollbacks >= config.get("max_rollbacks", 3)):
-          raise _divergence_error(what, bad_step, ckpts[i].latest_step(), rollbacks)
-        rollbacks += 1
-        found = _restore_all(ckpts, initials)
-        states = [init if f is None else _this_runs_rates(g, f[0], c)
-                  for f, init, g, c in zip(found, initials, gans, configs, strict=True)]
-        if len({int(s.step) for s in states}) > 1:
-          raise _divergence_error(what, bad_step, ckpts[i].latest_step(), rollbacks)
-        step = step_last = int(states[0].step)
-        dstate, pending, t_last = put(states), [], time.time()
-        for recorder in recorders:
-          recorder.truncate(step)
-        _warn(f"warning: training diverged: {what} at step {bad_step}. Rolled back to step "
-              f"{step} ({'the newest checkpoint' if found[0] else 'the initial state'}) and "
-              f"continuing with a new random key (rollback {rollbacks} of "
-              f"{config.get('max_rollbacks', 3)}).")
-        continue
-      pending.append(metrics)
-      done = step >= total
-      rows = [{} for _ in range(num)]
-      if step % config.log_every == 0 or done:
-        now = time.time()
-        rate = (step - step_last) / max(now - t_last, 1e-9)
-        t_last, step_last = now, step
-        if _is_main():
-          # One copy of the optimizer states only: their scalars, not the parameters.
-          opts = per_replica(jax.device_get(loop.get_state((dstate.d.opt_state,
-                                                            dstate.g.opt_state))))
-          for i in range(num):
-            means = {k: float(np.mean(np.concatenate([m[i][k] for m in pending])))
-                     for k in pending[0][i]}
-            row = rows[i]
-            row.update({"step": step, "epoch": step * gans[i].real_batches_per_step /
-                        batches_per_epoch, "wall_time": now - t_start,
-                        "iterations_per_second": rate, **means})
-            g_opt_cfg = configs[i].get("g_optimizer") or configs[i].optimizer
-            row.update({f"d_{k}": v for k, v in
-                        _hyperparams(opts[i][0], configs[i].optimizer).items()})
-            row.update({f"g_{k}": v for k, v in _hyperparams(opts[i][1], g_opt_cfg).items()})
-            if rollbacks:
-              row["rollbacks"] = rollbacks
-            print(f"{_label(names[i])}step {step}/{total}  epoch {row['epoch']:.1f}  "
-                  f"{rate:.1f} it/s  ETA {_fmt_time((total - step) / max(rate, 1e-9))}  |  "
-                  f"D loss {means['d_loss']:.4f}  G loss {means['g_loss']:.4f}  D(x) "
-                  f"{means['d_real']:.3f}  D(G(z)) {means['d_fake']:.3f}", flush=True)
-        pending = []
-      eval_due = step % config.eval_every == 0 or done
-      ckpt_due = step % config.checkpoint_every == 0 or done
-      # One host copy of the state serves both this chunk's evaluation and its checkpoint.
-      hosts = host_states(dstate) if ckpt_due or (eval_due and _is_main()) else None
-      if eval_due and _is_main():
-        t_eval = time.time()
-        for i, host in enumerate(hosts):
-          rows[i].update(_evaluate(gans[i], host, dataset, evaluator, recorders[i], workdirs[i],
-                                   fixed_z[i], jax.random.fold_in(roots[i], 3)))
-        t_last += time.time() - t_eval  # keep evaluation out of the it/s figure
-      if _is_main():
-        for i, row in enumerate(rows):
-          if not row:
-            continue
-          recorders[i].log(row)
-          if eval_due:
-            visualize.plot_curves([r for r in recorders[i].rows if "d_loss" in r],
-                                  os.path.join(workdirs[i], "curves.png"))
-            visualize.plot_eval(recorders[i].rows, os.path.join(workdirs[i], "eval.png"))
-      if ckpt_due:
-        save(hosts)
-    finals = host_states(dstate)
-    if stopped_by is not None:
-      save(finals)
-      if _is_main():
-        where = ckpts[0].directory if num == 1 else "each replica's checkpoints/"
-        print(f"Stopped by {stopped_by} at step {step} of {total}; the checkpoint at step "
-              f"{step} is in {where}. Launch the same command again to resume.", flush=True)
-      return finals
-  if _is_main():
-    print(f"Done: {step} iterations in {_fmt_time(time.time() - t_start)}; outputs in "
-          f"{', '.join(workdirs) if num < 4 else os.path.dirname(workdirs[0])}", flush=True)
-  return finals
-
-
-def _restore_all(ckpts: list[checkpoint.Checkpointer], initials: list[GANState]
-                 ) -> list[tuple[GANState, dict] | None]:
-  return [ck.restore_latest_valid(init, report=_warn)
-          for ck, init in zip(ckpts, initials, strict=True)]
-
-
-def _label(name: str) -> str:
-  return f"[{name}] " if name else ""
-
-
-def _this_runs_rates(gan: GAN, state: GANState, config: ml_collections.ConfigDict) -> GANState:
-  """A restored state with this launch's learning rates (they may change between launches)."""
-  hp = build.replica_hparams(config)
-  return set_hparams(gan, state, {k: hp[k] for k in ("d_learning_rate", "g_learning_rate")})
-
-
 def train_sweep(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   """Every replica of ``config.sweep``, each a whole run in ``<workdir>/<replica>``.
 
   Replicas whose configs differ only in vmappable fields (seed, learning rates,
-  label smoothing, G loss) train together as one vmapped program; the others
-  one group after another. Each replica's sub-workdir holds what training it
-  alone would write (checkpoints, metrics, samples, evaluation), so launching
-  the same workdir again resumes the unfinished replicas and passes over the
-  finished. ``<workdir>/sweep.csv`` gets one row per finished replica: its
-  swept values and its final metrics row.
+  label smoothing, losses, EMA decay) train together as one vmapped program;
+  the others one group after another. Each replica's sub-workdir holds what
+  training it alone would write, so launching the same workdir again resumes
+  the unfinished replicas and passes over the finished. After each group the
+  experiment summarises the finished replicas (``sweep.csv``: their values and
+  final metrics rows). Returns those rows.
   """
   replicas = validate_experiment(config)
   with workdir_lib.locked(workdir, enabled=_is_main()):
@@ -474,6 +195,7 @@ def train_sweep(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
 
 def validate_experiment(config: ml_collections.ConfigDict) -> list[sweep.Replica]:
   """Check every replica's config (one without a sweep); returns the replicas."""
+  experiment_lib.get(config)  # an unknown experiment is refused first, by name
   replicas = sweep.expand(config)
   for replica in replicas:  # every replica's config is checked before any of them trains
     validate_config(replica.config, len(_devices(replica.config)))
@@ -486,7 +208,7 @@ def _train_sweep(replicas: list[sweep.Replica], workdir: str) -> list[dict]:
     os.makedirs(workdir, exist_ok=True)
     print(f"Sweep of {len(replicas)} runs in {len(grouped)} group(s) of one program each: "
           f"{'; '.join(', '.join(r.name for r in g) for g in grouped)}", flush=True)
-  rows = []
+  done: list[sweep.Replica] = []
   for i, group in enumerate(grouped):
     subs = [os.path.join(workdir, r.name) for r in group]
     if _is_main():
@@ -495,11 +217,350 @@ def _train_sweep(replicas: list[sweep.Replica], workdir: str) -> list[dict]:
     train_group([r.config for r in group], subs, [r.name for r in group])
     if preemption.STOP.signal_name is not None:
       break  # the group saved checkpoints and said so; the next launch goes on from them
+    done += group
     if _is_main():
-      for replica, sub in zip(group, subs, strict=True):
-        with open(os.path.join(sub, "metrics.jsonl")) as f:
-          final = [json.loads(line) for line in f if line.strip()][-1]
-        rows.append({"replica": replica.name, **replica.values,
-                     **{k: v for k, v in final.items() if not isinstance(v, (list, dict))}})
-      sweep.write_summary(os.path.join(workdir, "sweep.csv"), rows)
-  return rows
+      experiment_lib.get(group[0].config).summarize(done, workdir)
+  return [_final_row(r, os.path.join(workdir, r.name)) for r in done] if _is_main() else []
+
+
+def _final_row(replica: sweep.Replica, workdir: str) -> dict:
+  final = experiment_lib.read_rows(os.path.join(workdir, "metrics.jsonl"))[-1]
+  return {"replica": replica.name, **replica.values,
+          **{k: v for k, v in final.items() if not isinstance(v, (list, dict))}}
+
+
+def _devices(config: ml_collections.ConfigDict) -> list[Any]:
+  if config.get("parallel", "pmap") == "none" and jax.process_count() > 1:
+    raise UserError(f"config.parallel='none' trains on one device, but this is a run of "
+                    f"{jax.process_count()} processes; use 'pmap' or 'shard_map' to span them.")
+  # pmap/shard_map span the devices of every process; each process feeds its local ones.
+  return jax.devices() if config.get("parallel", "pmap") != "none" else jax.local_devices()[:1]
+
+
+class _Misaligned(Exception):
+  """The replicas of a group were checkpointed at different steps."""
+
+
+def train_group(configs: list[ml_collections.ConfigDict], workdirs: list[str],
+                names: list[str] | None = None) -> list[GANState]:
+  """Train configs that differ only in ``sweep.VMAPPABLE`` fields, one workdir each.
+
+  The replicas train as one compiled program, the chunk ``jax.vmap``-ed over
+  their stacked states inside the data parallelism (one config is a group of
+  one); each still writes a complete run into its own workdir, exactly what
+  training it alone writes. If their newest checkpoints are at different steps
+  (one was damaged, say), they train one after another instead. Returns the
+  final states (host arrays).
+  """
+  names = names or [""] * len(configs)
+  devices = _devices(configs[0])
+  exp_cls = experiment_lib.get(configs[0])
+  for config in configs:
+    validate_config(config, len(devices))
+  for workdir in workdirs:
+    prepare_workdir(workdir)
+  ckpts = [checkpoint.Checkpointer(w, keep=c.get("keep_checkpoints", 2),
+                                   keep_every=c.get("keep_every", 0))
+           for c, w in zip(configs, workdirs, strict=True)]
+  closers: list[Any] = []  # the TensorBoard writers, closed however training ends
+  try:
+    for ckpt, config in zip(ckpts, configs, strict=True):
+      schema.check_resumable(ckpt, config, fields=exp_cls.schema(), resumable=exp_cls.resumable)
+    run = _Run(exp_cls(configs), workdirs, names, tuple(devices), ckpts, closers)
+    return _loop(run)
+  except _Misaligned:
+    pass
+  finally:
+    for close in closers + [ckpt.close for ckpt in ckpts]:
+      close()
+  _warn("The replicas' newest checkpoints are at different steps; they train one after "
+        "another.")
+  finals = []
+  for config, workdir, name in zip(configs, workdirs, names, strict=True):
+    finals += train_group([config], [workdir], [name])
+    if preemption.STOP.signal_name is not None:
+      break
+  return finals
+
+
+@dataclasses.dataclass
+class Periodic:
+  """A periodic action in CLU's style: ``fn(run)`` at every multiple of ``every`` and
+  at the last step. Chunks end on every multiple (``chunk_length``), so none is missed."""
+
+  every: int
+  fn: Callable[["_Run"], None]
+
+  def __call__(self, run: "_Run") -> None:
+    if run.step % self.every == 0 or run.step >= run.total:
+      self.fn(run)
+
+
+def _loop(run: "_Run") -> list[GANState]:
+  """The training loop of every experiment: chunks, then the periodic actions."""
+  c = run.config
+  actions = [Periodic(c.log_every, run.log), Periodic(c.eval_every, run.evaluate),
+             Periodic(1, run.record), Periodic(c.checkpoint_every, run.checkpoint)]
+  run.announce()
+  with preemption.STOP.installed() as stop:
+    while run.step < run.total:
+      if stop.requested():
+        return run.stop(stop.signal_name or "a stop signal to another process")
+      if run.train_chunk():  # False: it diverged and rolled back
+        for action in actions:
+          action(run)
+  return run.finish()
+
+
+class _Run:
+  """A group's replicas during training: spec, states on device, memories, outputs."""
+
+  def __init__(self, exp: experiment_lib.Experiment, workdirs: list[str], names: list[str],
+               devices: tuple[Any, ...], ckpts: list[checkpoint.Checkpointer],
+               closers: list[Any]):
+    self.exp, self.configs, self.config = exp, exp.configs, exp.config
+    self.num, self.workdirs, self.names, self.ckpts = len(exp.configs), workdirs, names, ckpts
+    self.total = self.config.num_train_steps
+    self.data = exp.load_data()
+    self.gan = exp.make_gan(self.data)
+    self.roots = [jax.random.key(c.seed) for c in self.configs]
+    self.likes = [exp.initial_state(i, self.gan, self.data, r)
+                  for i, r in enumerate(self.roots)]
+    self._fresh: list[tuple[GANState, dict] | None] = [None] * self.num
+
+    self.rollbacks = 0
+    states, memories = self._restore()
+    starts = {int(s.step) for s in states}
+    if len(starts) > 1:
+      raise _Misaligned()
+    self.start = self.step = starts.pop()
+
+    self.config_json = [c.to_json_best_effort(sort_keys=True) for c in self.configs]
+    recorders = [_Recorder(w, self.start) for w in workdirs] if _is_main() else []
+    closers.extend(r.close for r in recorders)
+    self.recorders = recorders
+    self.outs = [Outputs(w, _label(n), recorders[i].tb if recorders else None)
+                 for i, (w, n) in enumerate(zip(workdirs, names, strict=True))]
+    if _is_main():
+      for c, w in zip(self.configs, workdirs, strict=True):
+        with open(os.path.join(w, "config.json"), "w") as f:
+          f.write(c.to_json_best_effort(indent=2, sort_keys=True))
+
+    self.devices, self.chunk = devices, chunk_length(self.config)
+    self._loops: dict[int, TrainLoop] = {}
+    self.loop = self._loop_of(self.chunk)
+    self.memories = memories
+    self.dstate, self.ddata = self._put(states), self.loop.put_data(self.data.array)
+    self.pending: list[list[dict]] = []
+    self.rows: list[dict] = [{} for _ in range(self.num)]
+    self._hosts: tuple[int, list[GANState]] | None = None
+    self.t_start = self.t_last = time.time()
+    self.step_last = self.start
+    self.evaluated = False
+
+  # --- State: restore, place, copy back --------------------------------------
+
+  def _fresh_state(self, i: int) -> tuple[GANState, dict]:
+    """Replica i at step 0: its initial state after the experiment's warm-up (made once)."""
+    if self._fresh[i] is None:
+      self._fresh[i] = self.exp.start(i, self.gan, self.likes[i], self.roots[i])
+    return self._fresh[i]
+
+  def _restore(self) -> tuple[list[GANState], list[dict]]:
+    """The newest intact checkpoint of each replica (else its fresh state), with memory."""
+    states, memories = [], []
+    for i, ckpt in enumerate(self.ckpts):
+      found = ckpt.restore_latest_valid(self.likes[i], report=_warn)
+      if found is None:
+        state, memory = self._fresh_state(i)
+      else:
+        state, meta = found
+        state = _this_runs_rates(self.gan, state, self.configs[i])
+        memory = meta.get("memory", {})
+        self.rollbacks = max(self.rollbacks, int(meta.get("rollbacks", 0)))
+        if not hasattr(self, "start"):
+          _warn(f"Resuming {_label(self.names[i])}from the checkpoint at step "
+                f"{int(state.step)} in {ckpt.directory}")
+      states.append(state)
+      memories.append(json.loads(json.dumps(memory)))  # a copy the run may change
+    return states, memories
+
+  def _loop_of(self, length: int) -> TrainLoop:
+    if length not in self._loops:  # a final partial chunk compiles once more
+      self._loops[length] = TrainLoop(
+          self.gan, self.data.source, global_batch=self.config.batch_size,
+          steps_per_call=length, parallel=self.config.get("parallel", "pmap"),
+          devices=self.devices, vmapped=True)
+    return self._loops[length]
+
+  def _put(self, states: list[GANState]) -> Any:
+    return self.loop.put_state(sweep.stack(states))
+
+  def _key(self) -> jax.Array:
+    """The replicas' training keys; each rollback continues with fresh ones."""
+    keys = [jax.random.fold_in(r, 1) for r in self.roots]
+    if self.rollbacks:
+      keys = [jax.random.fold_in(k, self.rollbacks) for k in keys]
+    return jnp.stack(keys)
+
+  def hosts(self) -> list[GANState]:
+    """Host copies of the replicas' states at this step (made once per step)."""
+    if self._hosts is None or self._hosts[0] != self.step:
+      host = checkpoint.host_copy(self.loop.get_state(self.dstate))
+      self._hosts = (self.step, [sweep.unstack(host, i) for i in range(self.num)])
+    return self._hosts[1]
+
+  # --- Training --------------------------------------------------------------
+
+  def announce(self) -> None:
+    if not _is_main():
+      return
+    bpe = self.data.batches_per_epoch
+    epochs = (f" ({self.total * self.gan.real_batches_per_step / bpe:.1f} epochs)"
+              if bpe else "")
+    procs = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
+    many = f", {self.num} replicas vmapped in one program" if self.num > 1 else ""
+    print(f"Training {self.total} iterations{epochs} from step {self.start}: global batch "
+          f"{self.config.batch_size} on {len(self.devices)} {self.devices[0].platform} "
+          f"device(s){procs}, {self.chunk} iterations per compiled call{many}.", flush=True)
+
+  def train_chunk(self) -> bool:
+    """One compiled chunk; False when it diverged and the run rolled back."""
+    self.loop = self._loop_of(min(self.chunk, self.total - self.step))
+    self.dstate, metrics = self.loop(self.dstate, self.ddata, self._key())
+    metrics = jax.device_get(metrics)  # [replicas, chunk] each
+    metrics = [{k: v[i] for k, v in metrics.items()} for i in range(self.num)]
+    first, self.step = self.step, self.step + self.loop.steps_per_call
+    bad = [(i, b) for i, m in enumerate(metrics) if (b := _first_nonfinite(m, first))]
+    if bad:
+      i, (key, value, bad_step) = min(bad, key=lambda ib: ib[1][2])
+      self._diverged(f"{_label(self.names[i])}{key} became {value}", bad_step, i)
+      return False
+    for i, m in enumerate(metrics):
+      self.exp.observe(i, self.memories[i], first, m)
+    self.pending.append(metrics)
+    self.rows = [{} for _ in range(self.num)]
+    self.evaluated = False
+    return True
+
+  def _diverged(self, what: str, bad_step: int, i: int) -> None:
+    limit = self.config.get("max_rollbacks", 3)
+    if self.config.get("on_divergence", "stop") != "rollback" or self.rollbacks >= limit:
+      raise _divergence_error(what, bad_step, self.ckpts[i].latest_step(), self.rollbacks)
+    self.rollbacks += 1
+    states, self.memories = self._restore()
+    if len({int(s.step) for s in states}) > 1:
+      raise _divergence_error(what, bad_step, self.ckpts[i].latest_step(), self.rollbacks)
+    self.step = self.step_last = int(states[0].step)
+    self.loop = self._loop_of(self.chunk)
+    self.dstate, self.pending, self.t_last = self._put(states), [], time.time()
+    self._hosts = None
+    for recorder in self.recorders:
+      recorder.truncate(self.step)
+    _warn(f"warning: training diverged: {what} at step {bad_step}. Rolled back to step "
+          f"{self.step} ({'the newest checkpoint' if self.step else 'the initial state'}) and "
+          f"continuing with a new random key (rollback {self.rollbacks} of {limit}).")
+
+  # --- The periodic actions --------------------------------------------------
+
+  def log(self, run: "_Run") -> None:
+    """Means of the metrics since the last log, rates and learning rates; the console line."""
+    now = time.time()
+    rate = (self.step - self.step_last) / max(now - self.t_last, 1e-9)
+    self.t_last, self.step_last, pending, self.pending = now, self.step, self.pending, []
+    if not _is_main():
+      return
+    # One copy of the optimizer states only: their scalars, not the parameters.
+    opts = jax.device_get(self.loop.get_state((self.dstate.d.opt_state,
+                                               self.dstate.g.opt_state)))
+    bpe = self.data.batches_per_epoch
+    for i, config in enumerate(self.configs):
+      means = {k: float(np.mean(np.concatenate([m[i][k] for m in pending])))
+               for k in pending[0][i]}
+      row = self.rows[i]
+      row["step"] = self.step
+      if bpe:
+        row["epoch"] = self.step * self.gan.real_batches_per_step / bpe
+      row.update({"wall_time": now - self.t_start, "iterations_per_second": rate, **means})
+      d_opt, g_opt = (jax.tree.map(lambda x, i=i: x[i], o) for o in opts)
+      row.update({f"d_{k}": v for k, v in _hyperparams(d_opt, config.optimizer).items()})
+      g_cfg = config.get("g_optimizer") or config.optimizer
+      row.update({f"g_{k}": v for k, v in _hyperparams(g_opt, g_cfg).items()})
+      if self.rollbacks:
+        row["rollbacks"] = self.rollbacks
+      epoch = f"  epoch {row['epoch']:.1f}" if bpe else ""
+      print(f"{_label(self.names[i])}step {self.step}/{self.total}{epoch}  {rate:.1f} it/s  "
+            f"ETA {_fmt_time((self.total - self.step) / max(rate, 1e-9))}  |  D loss "
+            f"{means['d_loss']:.4f}  G loss {means['g_loss']:.4f}  D(x) {means['d_real']:.3f}"
+            f"  D(G(z)) {means['d_fake']:.3f}", flush=True)
+
+  def evaluate(self, run: "_Run") -> None:
+    """The experiment's evaluation of each replica (process 0), kept out of the it/s."""
+    if not _is_main():
+      return
+    t_eval = time.time()
+    for i, host in enumerate(self.hosts()):
+      self.rows[i].setdefault("step", self.step)
+      self.rows[i].update(self.exp.evaluate(i, self.gan, host, self.memories[i], self.outs[i],
+                                            self.roots[i]))
+    self.evaluated = True
+    self.t_last += time.time() - t_eval
+
+  def record(self, run: "_Run") -> None:
+    """This chunk's rows into metrics.jsonl and TensorBoard; curves after an evaluation."""
+    if not _is_main():
+      return
+    for i, row in enumerate(self.rows):
+      if row:
+        self.recorders[i].log(row)
+        if self.evaluated:
+          self.exp.plot(i, self.recorders[i].rows, self.memories[i], self.outs[i])
+
+  def checkpoint(self, run: "_Run") -> None:
+    hosts = self.hosts()
+    for i, host in enumerate(hosts):
+      bad = _nonfinite_leaves(host)
+      if bad:  # never checkpoint a diverged state
+        raise _divergence_error(
+            f"{_label(self.names[i])}the parameters {', '.join(bad[:4])} became non-finite",
+            int(host.step), self.ckpts[i].latest_step(), self.rollbacks)
+    for i, host in enumerate(hosts):
+      self.ckpts[i].save(host, {"config": self.config_json[i], "rollbacks": self.rollbacks,
+                                "memory": self.memories[i]})
+
+  # --- The end ---------------------------------------------------------------
+
+  def stop(self, by: str) -> list[GANState]:
+    self.checkpoint(self)
+    if _is_main():
+      where = self.ckpts[0].directory if self.num == 1 else "each replica's checkpoints/"
+      print(f"Stopped by {by} at step {self.step} of {self.total}; the checkpoint at step "
+            f"{self.step} is in {where}. Launch the same command again to resume.", flush=True)
+    return self.hosts()
+
+  def finish(self) -> list[GANState]:
+    hosts = self.hosts()
+    if _is_main():
+      for i, host in enumerate(hosts):
+        self.exp.finish(i, self.gan, host, self.memories[i], self.recorders[i].rows,
+                        self.outs[i], self.roots[i])
+      where = (", ".join(self.workdirs) if self.num < 4 else
+               os.path.dirname(self.workdirs[0]))
+      print(f"Done: {self.step} iterations in {_fmt_time(time.time() - self.t_start)}; "
+            f"outputs in {where}", flush=True)
+    return hosts
+
+
+def _warn(message: str) -> None:
+  if _is_main():
+    print(message, flush=True)
+
+
+def _label(name: str) -> str:
+  return f"[{name}] " if name else ""
+
+
+def _this_runs_rates(gan: GAN, state: GANState, config: ml_collections.ConfigDict) -> GANState:
+  """A restored state with this launch's learning rates (they may change between launches)."""
+  hp = build.replica_hparams(config)
+  return set_hparams(gan, state, {k: hp[k] for k in ("d_learning_rate", "g_learning_rate")})

@@ -172,25 +172,28 @@ def plot_ring(real: np.ndarray, samples: dict[str, np.ndarray], means: np.ndarra
   _save(fig, path)
 
 
-def plot_ring_curves(rows: Sequence[dict], per_step: dict[str, dict], early_steps: int,
-                     path: str) -> None:
-  """G's gradient norm per step (first steps and whole run) and modes covered, per replica."""
+def plot_ring_curves(curves: dict[str, tuple[Sequence[dict], Sequence[float]]],
+                     early_steps: int, path: str) -> None:
+  """Per replica (name -> (metrics rows, G's gradient norm at each of the first steps)):
+  that gradient norm, its mean per logged interval over the run, and modes covered."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
   fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13, 3.4))
-  for name, m in per_step.items():
-    g = np.asarray(m["g_grad_norm"])
-    ax1.semilogy(np.arange(1, min(early_steps, len(g)) + 1), g[:early_steps], label=name)
-    ax2.semilogy(np.arange(1, len(g) + 1), g, lw=0.5, label=name)
-    pts = [(r["step"], r["modes_covered"]) for r in rows if r["replica"] == name]
-    ax3.plot(*zip(*pts, strict=True), marker="o", ms=2, label=name)
+  for name, (rows, early) in curves.items():
+    ax1.semilogy(np.arange(1, len(early) + 1), early, label=name)
+    logged = [(r["step"], r["g_grad_norm"]) for r in rows if "g_grad_norm" in r]
+    if logged:
+      ax2.semilogy(*zip(*logged, strict=True), marker="o", ms=2, label=name)
+    pts = [(r["step"], r["modes_covered"]) for r in rows if "modes_covered" in r]
+    if pts:
+      ax3.plot(*zip(*pts, strict=True), marker="o", ms=2, label=name)
   ax1.set_title(f"G gradient norm, first {early_steps} steps", fontsize=10)
-  ax2.set_title("G gradient norm, whole run", fontsize=10)
+  ax2.set_title("G gradient norm, mean per logged interval", fontsize=10)
   ax3.set_title("modes covered", fontsize=10)
   for ax in (ax1, ax2, ax3):
     ax.set_xlabel("iteration")
-    if len(per_step) <= 8:
+    if len(curves) <= 8:
       ax.legend(fontsize=7)
   _save(fig, path)

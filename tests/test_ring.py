@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gan_jax import ring
+from gan_jax import ring, train
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -47,7 +47,8 @@ def test_collapsed_and_off_ring_samples_are_counted_as_such():
 def test_minimax_loss_saturates_where_the_non_saturating_one_does_not(tmp_path):
   """After D learns to reject the initial G, minimax G gradients start far smaller."""
   config = load_config("experiments/ring_2d.py", "smoke")
-  res = ring.run_ring_2d(config, str(tmp_path))
+  train.train_sweep(config, str(tmp_path))  # both G losses: a sweep of two replicas
+  res = json.loads((tmp_path / "results.json").read_text())
   mm, ns = res["g_loss=minimax"], res["g_loss=non_saturating"]
   assert mm["early_d_fake"] < 0.5  # D rejects G's samples at the start
   assert res["first_g_grad_norm_ratio_ns_over_minimax"] > 20
@@ -56,7 +57,9 @@ def test_minimax_loss_saturates_where_the_non_saturating_one_does_not(tmp_path):
     assert 0 <= r["modes_covered"] <= 8 and 0 <= r["high_quality_share"] <= 1
   assert json.loads((tmp_path / "results.json").read_text())["g_loss=minimax"] == mm
   rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-  assert {r["g_loss_kind"] for r in rows} == {"minimax", "non_saturating"}
+  assert {r["replica"] for r in rows} == {"g_loss=minimax", "g_loss=non_saturating"}
+  assert mm["best_modes_covered"] == max(r["modes_covered"] for r in rows
+                                         if r["replica"] == "g_loss=minimax")
   for name in ("samples.png", "curves.png", "g_loss=minimax/samples.png"):
     with Image.open(tmp_path / name) as img:
       assert img.format == "PNG" and img.size[0] > 600
@@ -69,8 +72,9 @@ def test_minimax_loss_saturates_where_the_non_saturating_one_does_not(tmp_path):
   assert float(summary[1]["first_g_grad_norm"]) == pytest.approx(ns["first_g_grad_norm"])
   own = [json.loads(l) for l in
          (tmp_path / "g_loss=non_saturating" / "metrics.jsonl").read_text().splitlines()]
-  assert [r["step"] for r in own] == [50, 100] and {r["replica"] for r in own} == {
-      "g_loss=non_saturating"}
+  assert [r["step"] for r in own] == [50, 100] and "modes_covered" in own[-1]
+  assert json.loads((tmp_path / "g_loss=minimax" / "results.json").read_text()) == mm
+  assert (tmp_path / "g_loss=minimax" / "checkpoints" / "100").is_dir()
 
 
 def test_launch_refuses_eval_mode_for_toys_and_unknown_experiments(tmp_path):

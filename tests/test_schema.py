@@ -84,7 +84,7 @@ def test_unwritable_workdir_is_refused(tmp_path):
   with pytest.raises(UserError, match=r"cannot be written \(Not a directory"):
     train.prepare_workdir(str(blocker / "run"))
   train.prepare_workdir(str(tmp_path / "fine"))  # creates it, leaves no probe behind
-  assert os.listdir(tmp_path / "fine") == ["samples"]
+  assert os.listdir(tmp_path / "fine") == []
 
 
 def test_resume_differences_refuse_the_model_and_allow_run_length():

@@ -1,5 +1,7 @@
 """Sweeps: the spec, the grouping into vmapped programs, and replicas equal to lone runs."""
 
+import json
+import os
 import pathlib
 import sys
 
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import assert_trees_close
 
-from gan_jax import ring, sweep
+from gan_jax import sweep, train
 from gan_jax.errors import UserError
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -20,6 +22,7 @@ def ring_config(**changes):
   config = load_config("experiments/ring_2d.py", "smoke")
   config.sweep = ()
   config.num_train_steps, config.log_every, config.early_steps = 20, 10, 10
+  config.eval_every = config.checkpoint_every = 10
   config.d_warmup_steps, config.num_eval_samples, config.batch_size = 0, 200, 32
   config.model.generator.hidden = config.model.discriminator.hidden = (16, 16)
   for key, value in changes.items():
@@ -87,39 +90,50 @@ def test_replicas_that_change_shapes_get_programs_of_their_own():
   assert sweep.groups(ks)[1][0].config.gan.k == 2
 
 
-def test_a_vmapped_sweep_trains_each_replica_as_it_would_train_alone():
+def rows_of(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_a_vmapped_sweep_trains_each_replica_as_it_would_train_alone(tmp_path):
   """Two replicas differing in seed, G loss, learning rate and label smoothing."""
   a = ring_config(seed=0, **{"gan.g_loss": "minimax"})
   b = ring_config(seed=1, **{"gan.g_loss": "non_saturating", "optimizer.learning_rate": 3e-3,
                              "gan.real_label": 0.9})
-  outs, states = ring.train_group([a, b])
-  for config, out, state in zip((a, b), outs, states, strict=True):
-    (alone_out,), (alone,) = ring.train_group([config])
+  group = [str(tmp_path / "a"), str(tmp_path / "b")]
+  states = train.train_group([a, b], group)
+  for config, workdir, state in zip((a, b), group, states, strict=True):
+    alone_dir = workdir + "_alone"
+    (alone,) = train.train_group([config], [alone_dir])
     assert int(state.step) == int(alone.step) == 20
     assert_trees_close(state.g_params, alone.g_params, rtol=2e-4, atol=2e-6)
     assert_trees_close(state.d_params, alone.d_params, rtol=2e-4, atol=2e-6)
-    np.testing.assert_allclose(out[1]["g_loss"], alone_out[1]["g_loss"], rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose([r["g_loss"] for r in rows_of(workdir)],
+                               [r["g_loss"] for r in rows_of(alone_dir)], rtol=2e-4, atol=1e-6)
   # And the two replicas did train differently.
   diff = jax.tree.map(lambda x, y: float(np.max(np.abs(x - y))), states[0].g_params,
                       states[1].g_params)
   assert max(jax.tree.leaves(diff)) > 1e-2
 
 
-def test_bfloat16_compute_trains_without_nan_and_keeps_float32_parameters():
+def test_bfloat16_compute_trains_without_nan_and_keeps_float32_parameters(tmp_path):
   config = ring_config(**{"model.dtype": "bfloat16", "num_train_steps": 300,
-                          "log_every": 150})
+                          "log_every": 50, "eval_every": 150, "checkpoint_every": 150})
   config.model.generator.hidden = config.model.discriminator.hidden = (32, 32)
-  (out,), (state,) = ring.train_group([config])
-  samples, metrics, rows = out
-  for name, values in metrics.items():
-    assert values.shape == (300,) and values.dtype == np.float32, name
-    assert np.all(np.isfinite(values)), name
+  (state,) = train.train_group([config], [str(tmp_path)])
+  rows = rows_of(tmp_path)
+  assert [r["step"] for r in rows] == list(range(50, 301, 50))
+  for row in rows:
+    for name in ("d_loss", "g_loss", "d_grad_norm", "g_grad_norm"):
+      assert np.isfinite(row[name]), (name, row)
   leaves = jax.tree.leaves((state.g, state.d, state.ema_params))
   assert all(x.dtype in (np.float32, np.int32) for x in leaves if hasattr(x, "dtype"))
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert 0 <= results["high_quality_share"] <= 1
+  samples = np.load(tmp_path / "final_samples.npy")
   assert np.all(np.isfinite(samples)) and samples.dtype == np.float32
-  assert all(np.isfinite(r["d_loss"]) for r in rows)
   # D learnt something: its loss left log 2 (chance) in the course of training.
-  assert abs(metrics["d_loss"][-50:].mean() - np.log(2)) > 0.01
+  assert abs(rows[-1]["d_loss"] - np.log(2)) > 0.01
 
 
 def test_losses_and_nonzero_ema_decays_share_a_program_but_an_ema_off_does_not():

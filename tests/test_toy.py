@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 import gan_jax
-from gan_jax import toy
+from gan_jax import toy, train
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from benchmarks.common import load_config  # noqa: E402
@@ -25,7 +25,8 @@ def test_gaussian_1d_experiment_shows_proposition_1_and_theorem_1(xla_optimized,
   """experiments/gaussian_1d.py as configured: (a) D -> D* and V = -log 4 + 2 JSD with G
   fixed; (b) both trained: JSD -> 0 and D -> 1/2; (c) the Figure-1 PNG."""
   config = load_config("experiments/gaussian_1d.py")
-  res = toy.run_gaussian_1d(config, str(tmp_path))
+  train.train_and_evaluate(config, str(tmp_path))  # the driver every experiment runs through
+  res = json.loads((tmp_path / "results.json").read_text())
   a, b = res["part_a"], res["part_b"]
   assert a["max_abs_d_minus_d_star"] <= 0.05  # Proposition 1, where p_data + p_g > 0.05
   assert a["abs_value_minus_c_of_g"] <= 0.02  # V(D*, G) = C(G), JSD by integration
@@ -35,10 +36,15 @@ def test_gaussian_1d_experiment_shows_proposition_1_and_theorem_1(xla_optimized,
   assert abs(b["g_shift"] - MEAN) < 0.1 and abs(abs(b["g_scale"]) - STD) < 0.05
   rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert rows[-1]["step"] == config.num_train_steps and rows[-1]["jsd"] == b["jsd"]
+  assert [r["step"] for r in rows] == list(range(100, config.num_train_steps + 1, 100))
+  assert rows[-1]["jsd"] < rows[0]["jsd"] and "d_loss" in rows[-1]
   for name in ("figure1.png", "curves.png"):
     with Image.open(tmp_path / name) as img:
       assert img.format == "PNG" and img.size[0] > 600
-  assert json.loads((tmp_path / "results.json").read_text())["part_b"]["jsd"] == b["jsd"]
+  # Like every experiment: its config, a verified checkpoint and TensorBoard events.
+  assert json.loads((tmp_path / "config.json").read_text())["experiment"] == "gaussian_1d"
+  assert (tmp_path / "checkpoints" / str(config.num_train_steps)).is_dir()
+  assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
 
 
 def test_affine_generator_density_matches_its_samples():

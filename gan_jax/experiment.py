@@ -1,0 +1,170 @@
+"""What differs between experiments, behind one small interface.
+
+The driver (``gan_jax.train``) runs every experiment the same way: schema check,
+workdir lock, restore, the scanned training chunks, logs, evaluations,
+checkpoints, stop signals and divergence handling, for one run or a vmapped
+group of replicas. An experiment supplies only what is its own, in one file:
+
+- ``fields`` / ``resumable``: its config sections beyond ``schema.COMMON``, and
+  which of its fields may change between launches of one workdir;
+- ``load_data``: where real minibatches come from (``Data``);
+- ``make_gan``: the GAN spec of its group of configs;
+- ``initial_state`` / ``start``: replica i's initialised state, and what a run
+  that starts from scratch does with it before step 0 (a warm-up), returning
+  the ``memory`` it starts with;
+- ``observe``: per-step metrics of each chunk, folded into ``memory`` (a small
+  JSON dict checkpointed with the state, so a resumed run continues it exactly);
+- ``evaluate``: scalars for the metrics row, and pictures, at each evaluation;
+- ``plot`` / ``finish`` / ``summarize``: curves, a replica's final results, and a
+  sweep's outputs across replicas.
+
+The built-in experiments are named by ``config.experiment``: ``gan``
+(``gan_jax.images``, MNIST), ``gaussian_1d`` (``gan_jax.toy``) and ``ring_2d``
+(``gan_jax.ring``). A config may also name its own class as
+``"package.module:ClassName"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from gan_jax import loop as loop_lib, schema, sweep
+from gan_jax.errors import UserError
+from gan_jax.state import GAN, GANState
+
+BUILT_IN = {"gan": "gan_jax.images:ImageGAN", "gaussian_1d": "gan_jax.toy:Gaussian1D",
+            "ring_2d": "gan_jax.ring:Ring2D"}
+
+
+@dataclasses.dataclass
+class Data:
+  """Real data for training: ``source`` draws minibatches on device from ``array``
+  (None for a sampler); ``batches_per_epoch`` (None: no epochs) sets epoch-based
+  schedules and the epoch column of the logs; ``dim`` is one example's size."""
+
+  source: loop_lib.Source
+  dim: int
+  array: Any = None
+  batches_per_epoch: int | None = None
+
+
+@dataclasses.dataclass
+class Outputs:
+  """Where replica i of a group writes: its workdir, its label in the console
+  (``[name] `` in a sweep) and its TensorBoard writer (process 0 only)."""
+
+  workdir: str
+  label: str
+  tensorboard: Any = None
+
+  def path(self, *parts: str) -> str:
+    return os.path.join(self.workdir, *parts)
+
+  def image(self, tag: str, image: np.ndarray, step: int) -> None:
+    """A uint8 [H, W, C] picture into TensorBoard."""
+    if self.tensorboard is not None:
+      self.tensorboard.add_image(tag, image, step, dataformats="HWC")
+
+
+class Experiment:
+  """The base of every experiment; one instance serves one group of configs.
+
+  ``configs``: the replicas trained as one program (one config for a single run);
+  they differ only in ``sweep.VMAPPABLE`` fields, so ``self.config`` (the first)
+  holds everything they share.
+  """
+
+  fields: dict[str, Any] = {}  # config sections beyond schema.COMMON
+  resumable: tuple[str, ...] = ()  # field prefixes that may change between launches
+  has_eval_mode = False  # launch.py --mode=eval
+
+  def __init__(self, configs: Sequence[Any]):
+    self.configs = list(configs)
+    self.config = self.configs[0]
+
+  @classmethod
+  def schema(cls) -> dict[str, Any]:
+    return {**schema.COMMON, **cls.fields}
+
+  @classmethod
+  def check(cls, config: Any, num_devices: int) -> None:
+    """Refuse a config that cannot run (one ``UserError`` naming the field and the fix)."""
+    schema.check(config, num_devices, cls.schema())
+
+  def load_data(self) -> Data:
+    raise NotImplementedError
+
+  def make_gan(self, data: Data) -> GAN:
+    raise NotImplementedError
+
+  def initial_state(self, i: int, gan: GAN, data: Data, root: Any) -> GANState:
+    """Replica i's initialised state (from its root key ``jax.random.key(seed)``); also the
+    structure its checkpoints are restored into, so it should be cheap."""
+    raise NotImplementedError
+
+  def start(self, i: int, gan: GAN, state: GANState, root: Any) -> tuple[GANState, dict]:
+    """A run from scratch: replica i's state at step 0 and its first memory (a JSON dict)."""
+    return state, {}
+
+  def observe(self, i: int, memory: dict, first_step: int, metrics: dict[str, np.ndarray]
+              ) -> None:
+    """Per-step metrics of iterations first_step + 1 ... (``[chunk]`` each), every chunk."""
+
+  def evaluate(self, i: int, gan: GAN, state: GANState, memory: dict, out: Outputs,
+               root: Any) -> dict[str, Any]:
+    """Replica i's evaluation at ``state.step`` (host arrays); returns row fields."""
+    return {}
+
+  def plot(self, i: int, rows: list[dict], memory: dict, out: Outputs) -> None:
+    """Curves of replica i's metrics rows so far (after each evaluation)."""
+
+  def finish(self, i: int, gan: GAN, state: GANState, memory: dict, rows: list[dict],
+             out: Outputs, root: Any) -> None:
+    """Replica i reached num_train_steps: write its final results."""
+
+  @classmethod
+  def summarize(cls, replicas: Sequence[Any], workdir: str) -> None:
+    """A sweep's outputs, from its finished replicas' workdirs: sweep.csv, one row
+    per replica (its swept values and its final metrics row)."""
+    rows = []
+    for replica in replicas:
+      final = read_rows(os.path.join(workdir, replica.name, "metrics.jsonl"))[-1]
+      rows.append({"replica": replica.name, **replica.values,
+                   **{k: v for k, v in final.items() if not isinstance(v, (list, dict))}})
+    sweep.write_summary(os.path.join(workdir, "sweep.csv"), rows)
+
+
+def get(config: Any) -> type[Experiment]:
+  """The experiment class ``config.experiment`` names."""
+  name = config.get("experiment", "gan")
+  target = BUILT_IN.get(name, name)
+  module_name, _, class_name = target.partition(":")
+  cls = None
+  if class_name:
+    try:
+      cls = getattr(importlib.import_module(module_name), class_name, None)
+    except ImportError:
+      cls = None
+  if not (isinstance(cls, type) and issubclass(cls, Experiment)):
+    raise UserError(f"config.experiment is {name!r}; use one of "
+                    f"{', '.join(map(repr, BUILT_IN))}, or 'package.module:ClassName' naming "
+                    f"a subclass of gan_jax.experiment.Experiment.")
+  return cls
+
+
+def read_rows(path: str) -> list[dict]:
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def write_json(path: str, obj: Any) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2)
+  os.replace(tmp, path)

@@ -1,0 +1,83 @@
+"""The image GAN experiment (experiments/mnist*.py): the paper's MNIST model.
+
+Data: TFDS MNIST's training split, on device as bytes, shuffled per epoch.
+Evaluation: sample grids of fixed noise (``samples/step_N.png``: the EMA of G
+when the run keeps one, ``samples/raw_step_N.png`` the raw G), and the metrics
+``config.evaluation`` asks for (Parzen, Fréchet distance, precision/recall,
+class coverage) of the raw G and its EMA on the same noise.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+
+from gan_jax import build, data as data_lib, evaluate, schema, visualize
+from gan_jax.experiment import Data, Experiment, Outputs
+from gan_jax.loop import ArraySource
+from gan_jax.state import GAN, GANState, sample_latent
+
+SAMPLE_ROWS = 10  # sample grids are SAMPLE_ROWS x SAMPLE_ROWS
+
+
+class ImageGAN(Experiment):
+  fields = schema.IMAGE_FIELDS
+  resumable = ("evaluation.", "data.manual_dir", "data.data_dir")
+  has_eval_mode = True
+
+  def load_data(self) -> Data:
+    self.dataset = data_lib.load(self.config.data)
+    n = len(self.dataset.train)
+    self._evaluator = None
+    return Data(source=ArraySource(n), dim=self.dataset.dim, array=self.dataset.train,
+                batches_per_epoch=n // self.config.batch_size)
+
+  def make_gan(self, data: Data) -> GAN:
+    if len(self.configs) == 1:
+      return build.make_gan(self.config, data_dim=data.dim,
+                            batches_per_epoch=data.batches_per_epoch)
+    return build.make_group_gan(self.configs, data_dim=data.dim,
+                                batches_per_epoch=data.batches_per_epoch)
+
+  def initial_state(self, i: int, gan: GAN, data: Data, root: Any) -> GANState:
+    return build.make_gan_and_state(self.configs[i], self.dataset, gan)[2]
+
+  @property
+  def evaluator(self) -> evaluate.Evaluator:
+    if self._evaluator is None:  # built on first use, by the process that evaluates
+      self._evaluator = evaluate.Evaluator(self.config, self.dataset)
+    return self._evaluator
+
+  def evaluate(self, i: int, gan: GAN, state: GANState, memory: dict, out: Outputs,
+               root: Any) -> dict[str, Any]:
+    step = int(state.step)
+    fixed_z = sample_latent(gan, jax.random.fold_in(root, 2), (SAMPLE_ROWS**2,))
+    # samples/step_N.png shows the generator a run is judged by (the EMA when there is one);
+    # samples/raw_step_N.png the raw G beside it.
+    os.makedirs(out.path("samples"), exist_ok=True)
+    kinds = ((True, ""), (False, "raw_")) if state.ema_params is not None else ((False, ""),)
+    for ema, prefix in kinds:
+      images = evaluate.generate(gan, state, fixed_z, ema=ema)
+      grid = visualize.image_grid(images, self.dataset.image_shape, rows=SAMPLE_ROWS,
+                                  cols=SAMPLE_ROWS)
+      visualize.save_png(out.path("samples", f"{prefix}step_{step:07d}.png"), grid)
+      out.image(f"{prefix}samples", grid, step)
+    if not self.evaluator.active:
+      return {}
+
+    def report(ema: bool, got: dict, seconds: float) -> None:
+      which = " (EMA of G)" if ema else ""
+      print(f"{out.label}eval at step {step}{which}: {evaluate.summary(got)} "
+            f"({seconds:.0f} s)", flush=True)
+      if got.get("classes_covered", 10) < 10:
+        print(f"{out.label}warning: mode collapse at step {step}{which}: only "
+              f"{got['classes_covered']} of 10 digit classes get at least 1% of the samples "
+              f"(histogram {got['class_histogram']}).", flush=True)
+    return evaluate.score_generators(self.evaluator, gan, state, jax.random.fold_in(root, 3),
+                                     report)
+
+  def plot(self, i: int, rows: list[dict], memory: dict, out: Outputs) -> None:
+    visualize.plot_curves([r for r in rows if "d_loss" in r], out.path("curves.png"))
+    visualize.plot_eval(rows, out.path("eval.png"))

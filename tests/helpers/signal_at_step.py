@@ -1,0 +1,34 @@
+"""launch.py, sent a signal by itself right after the training chunk that reaches a step.
+
+  python tests/helpers/signal_at_step.py SIGNAL STEP [launch.py flags ...]
+
+SIGNAL is a name (SIGKILL, SIGTERM, ...). With SIGKILL the process dies at once,
+between checkpoints, with no cleanup and no handlers: a crash or ``kill -9`` at
+a known step, which a fast toy run would otherwise outrun.
+"""
+
+import os
+import runpy
+import signal
+import sys
+
+from gan_jax import train
+
+NAME, STEP = sys.argv[1], int(sys.argv[2])
+SIGNAL = getattr(signal, NAME)
+_train_chunk = train._Run.train_chunk  # pylint: disable=protected-access
+_sent = []
+
+
+def _train_chunk_then_signal(self):
+  trained = _train_chunk(self)
+  if self.step >= STEP and not _sent:
+    _sent.append(self.step)
+    print(f"sending {NAME} to this process after step {self.step}", flush=True)
+    os.kill(os.getpid(), SIGNAL)
+  return trained
+
+
+train._Run.train_chunk = _train_chunk_then_signal  # pylint: disable=protected-access
+sys.argv = ["launch.py"] + sys.argv[3:]
+runpy.run_path("launch.py", run_name="__main__")
