@@ -3,6 +3,7 @@
   python launch.py --config=experiments/mnist.py --workdir=runs/mnist
   python launch.py --config=experiments/mnist.py:smoke --config.data.manual_dir=/path/to/mnist
   python launch.py --config=experiments/mnist.py --workdir=runs/mnist --mode=eval
+      [--checkpoint=best|latest|STEP]   # default: the model selected on validation
 
 Multi-process (one process per host; each runs the same command): on TPU pods, SLURM,
 Open MPI or Kubernetes, JAX detects the processes itself; elsewhere give them:
@@ -31,6 +32,9 @@ _MODE = flags.DEFINE_enum(
     "mode", "train", ["train", "eval"],
     "train: train (resuming from the workdir's newest checkpoint); eval: evaluate that "
     "checkpoint and print a table.")
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", "best", "--mode=eval: 'best' (the model selected on validation during "
+    "training; the newest checkpoint when none was), 'latest', or a step.")
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Where the run writes config, metrics, samples and checkpoints "
     "(default: runs/<config name>[_<argument>]).")
@@ -98,7 +102,8 @@ def main(argv):
                         f"(see metrics.jsonl and results.json in the workdir); it has no "
                         f"--mode=eval. Run it with --mode=train (the default).")
       for replica in sweep.expand(config):  # one, in the workdir itself, without a sweep
-        evaluate.evaluate_checkpoint(replica.config, os.path.join(workdir, replica.name))
+        evaluate.evaluate_checkpoint(replica.config, os.path.join(workdir, replica.name),
+                                     _CHECKPOINT.value)
       return
     train.validate_experiment(config)  # a bad config is refused before the workdir exists
     # One run per workdir: process 0 holds its lock until this process ends.

@@ -78,16 +78,21 @@ def host_copy(tree: Any) -> Any:
   return jax.tree.map(np.asarray, jax.device_get(tree))
 
 
+BEST = "checkpoints/best"  # the model selected on validation, kept apart from retention
+
+
 class Checkpointer:
-  """Saves GANStates under ``<workdir>/checkpoints/<step>``.
+  """Saves GANStates under ``<workdir>/<subdir>/<step>`` (``checkpoints/<step>``).
 
   Keeps the newest ``keep`` checkpoints plus every one whose step is a multiple
-  of ``keep_every`` (0: none beyond the newest).
+  of ``keep_every`` (0: none beyond the newest). The selected model lives in a
+  Checkpointer of its own, ``subdir=BEST, keep=1``.
   """
 
-  def __init__(self, workdir: str, *, keep: int = 2, keep_every: int = 0):
+  def __init__(self, workdir: str, *, keep: int = 2, keep_every: int = 0,
+               subdir: str = "checkpoints"):
     self.workdir = os.path.abspath(workdir)
-    self.directory = os.path.join(self.workdir, "checkpoints")
+    self.directory = os.path.join(self.workdir, subdir)
     self._remove_unfinished()
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, keep_period=keep_every or None,
                                            create=True, enable_async_checkpointing=False)
@@ -122,6 +127,26 @@ class Checkpointer:
       self._manager.save(step, args=ocp.args.StandardSave(host), custom_metadata=custom)
       self._manager.wait_until_finished()
     return step
+
+  def adopt(self, source: "Checkpointer", step: int) -> None:
+    """Make ``source``'s checkpoint of ``step`` this directory's only one.
+
+    Process 0 copies it into a temporary directory and renames that into place,
+    then removes the others; the copy keeps its recorded digest, so it is verified
+    on restore like any checkpoint. Every process then rereads the directory.
+    """
+    if jax.process_index() == 0:
+      os.makedirs(self.directory, exist_ok=True)
+      tmp = os.path.join(self.directory, f"{step}{TMP_MARKER}-copy")
+      shutil.rmtree(tmp, ignore_errors=True)
+      shutil.copytree(os.path.join(source.directory, str(step)), tmp)
+      final = os.path.join(self.directory, str(step))
+      shutil.rmtree(final, ignore_errors=True)
+      os.rename(tmp, final)
+      for name in os.listdir(self.directory):
+        if name.isdigit() and int(name) != step:
+          shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+    self._manager.reload()
 
   def metadata(self, step: int) -> dict[str, Any]:
     """What ``save`` stored beside the arrays of ``step`` ({} if nothing)."""

@@ -15,6 +15,8 @@ group of replicas. An experiment supplies only what is its own, in one file:
 - ``observe``: per-step metrics of each chunk, folded into ``memory`` (a small
   JSON dict checkpointed with the state, so a resumed run continues it exactly);
 - ``evaluate``: scalars for the metrics row, and pictures, at each evaluation;
+- ``selection``: the evaluation metric (never one of the test split) by which the
+  driver keeps the best model so far in ``checkpoints/best``;
 - ``plot`` / ``finish`` / ``summarize``: curves, a replica's final results, and a
   sweep's outputs across replicas.
 
@@ -120,6 +122,11 @@ class Experiment:
                root: Any) -> dict[str, Any]:
     """Replica i's evaluation at ``state.step`` (host arrays); returns row fields."""
     return {}
+
+  def selection(self) -> tuple[str, bool] | None:
+    """(metrics-row key, higher is better) by which the driver keeps the best model so far
+    in ``checkpoints/best`` (raw G or, under ``ema_<key>``, its EMA), or None."""
+    return None
 
   def plot(self, i: int, rows: list[dict], memory: dict, out: Outputs) -> None:
     """Curves of replica i's metrics rows so far (after each evaluation)."""

@@ -15,6 +15,7 @@ from typing import Any
 import jax
 
 from gan_jax import build, data as data_lib, evaluate, schema, visualize
+from gan_jax.errors import UserError
 from gan_jax.experiment import Data, Experiment, Outputs
 from gan_jax.loop import ArraySource
 from gan_jax.state import GAN, GANState, sample_latent
@@ -77,6 +78,25 @@ class ImageGAN(Experiment):
               f"(histogram {got['class_histogram']}).", flush=True)
     return evaluate.score_generators(self.evaluator, gan, state, jax.random.fold_in(root, 3),
                                      report)
+
+  @classmethod
+  def check(cls, config, num_devices) -> None:
+    super().check(config, num_devices)
+    ev = config.evaluation
+    needs = {"val_parzen_ll": "parzen", "val_frechet_distance": "classifier_metrics"}
+    wanted = ev.get("select_on", "auto")
+    if wanted in needs and not ev[needs[wanted]]:
+      raise UserError(f"config.evaluation.select_on is {wanted!r}, which "
+                      f"config.evaluation.{needs[wanted]}=False turns off; turn it on, or "
+                      f"select on another metric ('auto', 'none').")
+
+  def selection(self) -> tuple[str, bool] | None:
+    ev = self.config.evaluation
+    key = ev.get("select_on", "auto")
+    if key == "auto":
+      key = ("val_parzen_ll" if ev.parzen else
+             "val_frechet_distance" if ev.classifier_metrics else "none")
+    return None if key == "none" else (key, evaluate.SELECTION_METRICS[key])
 
   def plot(self, i: int, rows: list[dict], memory: dict, out: Outputs) -> None:
     visualize.plot_curves([r for r in rows if "d_loss" in r], out.path("curves.png"))

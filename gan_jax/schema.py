@@ -132,6 +132,10 @@ IMAGE_FIELDS: dict[str, Any] = {
         "classifier_dir": Field("str", default=""),
         "num_samples": _positive(default=10_000),
         "nearest_k": _positive(default=5),
+        # The validation metric that picks checkpoints/best: "auto" = val_parzen_ll when
+        # parzen is on, else val_frechet_distance when classifier_metrics is on.
+        "select_on": _choice(("auto", "val_parzen_ll", "val_frechet_distance", "none"),
+                             default="auto"),
     },
 }
 SCHEMA: dict[str, Any] = {**COMMON, **IMAGE_FIELDS}

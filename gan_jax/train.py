@@ -27,8 +27,8 @@ import ml_collections
 import numpy as np
 import tensorboardX
 
-from gan_jax import (build, checkpoint, experiment as experiment_lib, optim, preemption, schema,
-                     sweep, workdir as workdir_lib)
+from gan_jax import (build, checkpoint, evaluate as evaluate_lib, experiment as experiment_lib,
+                     optim, preemption, schema, sweep, workdir as workdir_lib)
 from gan_jax.errors import UserError
 from gan_jax.experiment import Outputs
 from gan_jax.loop import TrainLoop
@@ -285,22 +285,24 @@ def train_group(configs: list[ml_collections.ConfigDict], workdirs: list[str],
 
 @dataclasses.dataclass
 class Periodic:
-  """A periodic action in CLU's style: ``fn(run)`` at every multiple of ``every`` and
-  at the last step. Chunks end on every multiple (``chunk_length``), so none is missed."""
+  """A periodic action in CLU's style: ``fn(run)`` at every multiple of any of ``every``
+  and at the last step. Chunks end on every multiple (``chunk_length``), so none is missed."""
 
-  every: int
+  every: tuple[int, ...]
   fn: Callable[["_Run"], None]
 
   def __call__(self, run: "_Run") -> None:
-    if run.step % self.every == 0 or run.step >= run.total:
+    if any(run.step % n == 0 for n in self.every) or run.step >= run.total:
       self.fn(run)
 
 
 def _loop(run: "_Run") -> list[GANState]:
   """The training loop of every experiment: chunks, then the periodic actions."""
   c = run.config
-  actions = [Periodic(c.log_every, run.log), Periodic(c.eval_every, run.evaluate),
-             Periodic(1, run.record), Periodic(c.checkpoint_every, run.checkpoint)]
+  # With model selection every evaluation is checkpointed too: a new best is that checkpoint.
+  saves = (c.checkpoint_every,) + ((c.eval_every,) if run.selection else ())
+  actions = [Periodic((c.log_every,), run.log), Periodic((c.eval_every,), run.evaluate),
+             Periodic((1,), run.record), Periodic(saves, run.checkpoint)]
   run.announce()
   with preemption.STOP.installed() as stop:
     while run.step < run.total:
@@ -357,6 +359,11 @@ class _Run:
     self.t_start = self.t_last = time.time()
     self.step_last = self.start
     self.evaluated = False
+    self.selection = exp.selection()
+    self.best = [checkpoint.Checkpointer(w, keep=1, subdir=checkpoint.BEST)
+                 for w in workdirs] if self.selection else []
+    closers.extend(b.close for b in self.best)
+    self.new_best: list[int] = []  # replicas whose evaluation at this step is their best
 
   # --- State: restore, place, copy back --------------------------------------
 
@@ -503,6 +510,8 @@ class _Run:
       self.rows[i].setdefault("step", self.step)
       self.rows[i].update(self.exp.evaluate(i, self.gan, host, self.memories[i], self.outs[i],
                                             self.roots[i]))
+      if self.selection:
+        self._select(i)
     self.evaluated = True
     self.t_last += time.time() - t_eval
 
@@ -527,6 +536,31 @@ class _Run:
     for i, host in enumerate(hosts):
       self.ckpts[i].save(host, {"config": self.config_json[i], "rollbacks": self.rollbacks,
                                 "memory": self.memories[i]})
+    if self.selection:  # a collective decision: process 0 evaluated and tells the others
+      new_best = _from_process_0(self.new_best, self.num)
+      for i in new_best:
+        self.best[i].adopt(self.ckpts[i], self.step)
+      self.new_best = []
+
+  def _select(self, i: int) -> None:
+    """Replica i's best model so far by the experiment's selection metric (raw G or EMA)."""
+    key, higher = self.selection
+    row, memory = self.rows[i], self.memories[i]
+    found = [(row[k], name) for k, name in ((key, "raw"), (evaluate_lib.EMA_PREFIX + key, "ema"))
+             if isinstance(row.get(k), (int, float)) and math.isfinite(row[k])]
+    if not found:
+      return
+    value, generator = (max if higher else min)(found)
+    best = memory.get(SELECTED)
+    if best is not None and not (value > best["value"] if higher else value < best["value"]):
+      return
+    memory[SELECTED] = {"metric": key, "value": value, "generator": generator,
+                        "step": self.step}
+    row["selected_step"], row[f"selected_{key}"] = self.step, value
+    self.new_best.append(i)
+    print(f"{_label(self.names[i])}best so far on {key}: {value:.4g} "
+          f"({'the EMA of G' if generator == 'ema' else 'G'}, step {self.step}); kept in "
+          f"{self.best[i].directory}", flush=True)
 
   # --- The end ---------------------------------------------------------------
 
@@ -549,6 +583,19 @@ class _Run:
       print(f"Done: {self.step} iterations in {_fmt_time(time.time() - self.t_start)}; "
             f"outputs in {where}", flush=True)
     return hosts
+
+
+SELECTED = "selected"  # the memory key of the best model so far
+
+
+def _from_process_0(replicas: list[int], num: int) -> list[int]:
+  """Process 0's list of replica indices, on every process."""
+  if jax.process_count() == 1:
+    return replicas
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  mask = np.zeros(num, np.int32)
+  mask[replicas] = 1
+  return [int(i) for i in np.flatnonzero(multihost_utils.broadcast_one_to_all(mask))]
 
 
 def _warn(message: str) -> None:
