@@ -557,6 +557,7 @@ class _Run:
     memory[SELECTED] = {"metric": key, "value": value, "generator": generator,
                         "step": self.step}
     row["selected_step"], row[f"selected_{key}"] = self.step, value
+    row["selected_generator"] = generator
     self.new_best.append(i)
     print(f"{_label(self.names[i])}best so far on {key}: {value:.4g} "
           f"({'the EMA of G' if generator == 'ema' else 'G'}, step {self.step}); kept in "

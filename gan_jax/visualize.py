@@ -86,9 +86,18 @@ def plot_eval(rows: Sequence[dict], path: str) -> None:
                  if prefix + key in r]
           s, m, e = (np.array(v) for v in zip(*pts, strict=True))
           ax.fill_between(s, m - e, m + e, alpha=0.3)
+    for prefix, colour in (("", "grey"), ("ema_", "black")):  # what selection reads
+      val = [(r["step"], r[prefix + "val_" + keys[0]]) for r in rows
+             if prefix + "val_" + keys[0] in r]
+      if val:
+        ax.plot(*zip(*val, strict=True), ":", color=colour, lw=1,
+                label=f"validation{', EMA' if prefix else ''} (selection)")
+    chosen = [r["selected_step"] for r in rows if "selected_step" in r]
+    if chosen and keys[0] in ("parzen_ll", "frechet_distance"):
+      ax.axvline(chosen[-1], color="tab:green", lw=0.8, label="selected")
     if len(keys) > 1:
       ax.set_ylim(0, 1)
-    if len(keys) > 1 or any("ema_" + keys[0] in r for r in rows):
+    if len(keys) > 1 or any("ema_" + keys[0] in r or "val_" + keys[0] in r for r in rows):
       ax.legend(fontsize=7)
     ax.set_xlabel("iteration")
     ax.set_title(title, fontsize=10)

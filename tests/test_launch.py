@@ -116,14 +116,21 @@ def test_smoke_run_writes_every_artifact(smoke_run, tfds_dir, classifier_dir):
   assert "D(G(z))" in progress[-1]
 
 
-def test_eval_mode_scores_the_latest_checkpoint(smoke_run, tfds_dir, classifier_dir, tmp_path):
+def test_eval_mode_scores_the_model_selected_on_validation(smoke_run, tfds_dir, classifier_dir,
+                                                          tmp_path):
   workdir, _ = smoke_run
   result = launch(f"--config={SMOKE}", f"--workdir={workdir}", "--mode=eval",
                   *data_flags(tfds_dir, classifier_dir))
   assert result.returncode == 0, result.stderr[-3000:]
   with open(os.path.join(workdir, "eval.json")) as f:
     scores = json.load(f)
-  assert scores["step"] == max(read_metrics(workdir)[-1]["step"], 100)
+  selected = [r["selected_step"] for r in read_metrics(workdir) if "selected_step" in r]
+  assert selected and scores["step"] == selected[-1]  # the newest best is the selection
+  assert f"Scoring the model selected on validation (step {selected[-1]} by val_parzen_ll" in \
+      result.stdout
+  for name in ("figure2.png", "figure3.png"):
+    with Image.open(os.path.join(workdir, name)) as img:
+      assert img.format == "PNG" and img.size[0] > 150
   assert np.isfinite(scores["parzen_ll"])
   assert f"{scores['parzen_ll']:.1f} ± {scores['parzen_ll_stderr']:.1f}" in result.stdout
   assert f"| Fréchet distance (classifier features) | {scores['frechet_distance']:.3f} |" in \

@@ -1,0 +1,71 @@
+"""A Markdown table of a run's evaluations, the way its field reports them.
+
+  python -m gan_jax.report runs/mnist [--every_epochs 20]
+
+One line per evaluation (every ``--every_epochs`` epochs, and the last): the
+validation score that selection uses, raw G and EMA; then the model selected on
+validation up to that point (step, generator) with its test figures: Parzen
+log-likelihood ± s.e., σ, Fréchet distance and recall. Test figures of models
+that were not selected are not shown: they would invite a best-of-test choice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+SELECT_KEYS = ("val_parzen_ll", "val_frechet_distance")
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+  return "—" if value is None else f"{value:.{digits}f}"
+
+
+def table(rows: list[dict], every_epochs: float = 20.0) -> str:
+  """The Markdown table of ``rows`` (metrics.jsonl) at their evaluations."""
+  evals = [r for r in rows if any(k in r for k in SELECT_KEYS)]
+  if not evals:
+    return "(no evaluation with a validation metric in these rows)"
+  by_step = {r["step"]: r for r in evals}
+  key = next(k for k in SELECT_KEYS if k in evals[0])
+  lines = [f"| epoch | {key}: G / EMA | selected (step, generator) | test Parzen ± s.e. | σ "
+           f"| FD | recall |", "|---|---|---|---|---|---|---|"]
+  selected = None
+  last_shown = -1e9
+  for i, r in enumerate(evals):
+    if "selected_step" in r:
+      selected = (r["selected_step"], "ema_" if r.get("selected_generator") == "ema" else "")
+    epoch = r.get("epoch", r["step"])
+    if epoch - last_shown < every_epochs - 1e-9 and i != len(evals) - 1:
+      continue
+    last_shown = epoch
+    test = "—"
+    sigma = fd = recall = None
+    where = "—"
+    if selected is not None:
+      s, p = selected
+      chosen = by_step[s]
+      where = f"{s} ({'EMA' if p else 'G'})"
+      if p + "parzen_ll" in chosen:
+        test = f"{chosen[p + 'parzen_ll']:.1f} ± {chosen[p + 'parzen_ll_stderr']:.1f}"
+        sigma = chosen[p + "parzen_sigma"]
+      fd, recall = chosen.get(p + "frechet_distance"), chosen.get(p + "recall")
+    lines.append(f"| {epoch:.0f} | {_fmt(r.get(key))} / {_fmt(r.get('ema_' + key))} | {where} "
+                 f"| {test} | {_fmt(sigma, 3)} | {_fmt(fd, 2)} | {_fmt(recall, 2)} |")
+  return "\n".join(lines)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("workdir")
+  parser.add_argument("--every_epochs", type=float, default=20.0)
+  args = parser.parse_args()
+  with open(os.path.join(args.workdir, "metrics.jsonl")) as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  print(table(rows, args.every_epochs))
+
+
+if __name__ == "__main__":
+  main()
