@@ -289,11 +289,11 @@ class Periodic:
   and at the last step. Chunks end on every multiple (``chunk_length``), so none is missed."""
 
   every: tuple[int, ...]
-  fn: Callable[["_Run"], None]
+  fn: Callable[[], None]
 
-  def __call__(self, run: "_Run") -> None:
-    if any(run.step % n == 0 for n in self.every) or run.step >= run.total:
-      self.fn(run)
+  def __call__(self, step: int, last: bool) -> None:
+    if last or any(step % n == 0 for n in self.every):
+      self.fn()
 
 
 def _loop(run: "_Run") -> list[GANState]:
@@ -310,7 +310,7 @@ def _loop(run: "_Run") -> list[GANState]:
         return run.stop(stop.signal_name or "a stop signal to another process")
       if run.train_chunk():  # False: it diverged and rolled back
         for action in actions:
-          action(run)
+          action(run.step, run.step >= run.total)
   return run.finish()
 
 
@@ -331,7 +331,7 @@ class _Run:
     self._fresh: list[tuple[GANState, dict] | None] = [None] * self.num
 
     self.rollbacks = 0
-    states, memories = self._restore()
+    states, memories = self._restore(announce=True)
     starts = {int(s.step) for s in states}
     if len(starts) > 1:
       raise _Misaligned()
@@ -373,7 +373,7 @@ class _Run:
       self._fresh[i] = self.exp.start(i, self.gan, self.likes[i], self.roots[i])
     return self._fresh[i]
 
-  def _restore(self) -> tuple[list[GANState], list[dict]]:
+  def _restore(self, announce: bool = False) -> tuple[list[GANState], list[dict]]:
     """The newest intact checkpoint of each replica (else its fresh state), with memory."""
     states, memories = [], []
     for i, ckpt in enumerate(self.ckpts):
@@ -385,7 +385,7 @@ class _Run:
         state = _this_runs_rates(self.gan, state, self.configs[i])
         memory = meta.get("memory", {})
         self.rollbacks = max(self.rollbacks, int(meta.get("rollbacks", 0)))
-        if not hasattr(self, "start"):
+        if announce:
           _warn(f"Resuming {_label(self.names[i])}from the checkpoint at step "
                 f"{int(state.step)} in {ckpt.directory}")
       states.append(state)
@@ -470,7 +470,7 @@ class _Run:
 
   # --- The periodic actions --------------------------------------------------
 
-  def log(self, run: "_Run") -> None:
+  def log(self) -> None:
     """Means of the metrics since the last log, rates and learning rates; the console line."""
     now = time.time()
     rate = (self.step - self.step_last) / max(now - self.t_last, 1e-9)
@@ -501,7 +501,7 @@ class _Run:
             f"{means['d_loss']:.4f}  G loss {means['g_loss']:.4f}  D(x) {means['d_real']:.3f}"
             f"  D(G(z)) {means['d_fake']:.3f}", flush=True)
 
-  def evaluate(self, run: "_Run") -> None:
+  def evaluate(self) -> None:
     """The experiment's evaluation of each replica (process 0), kept out of the it/s."""
     if not _is_main():
       return
@@ -515,7 +515,7 @@ class _Run:
     self.evaluated = True
     self.t_last += time.time() - t_eval
 
-  def record(self, run: "_Run") -> None:
+  def record(self) -> None:
     """This chunk's rows into metrics.jsonl and TensorBoard; curves after an evaluation."""
     if not _is_main():
       return
@@ -525,7 +525,7 @@ class _Run:
         if self.evaluated:
           self.exp.plot(i, self.recorders[i].rows, self.memories[i], self.outs[i])
 
-  def checkpoint(self, run: "_Run") -> None:
+  def checkpoint(self) -> None:
     hosts = self.hosts()
     for i, host in enumerate(hosts):
       bad = _nonfinite_leaves(host)
@@ -566,7 +566,7 @@ class _Run:
   # --- The end ---------------------------------------------------------------
 
   def stop(self, by: str) -> list[GANState]:
-    self.checkpoint(self)
+    self.checkpoint()
     if _is_main():
       where = self.ckpts[0].directory if self.num == 1 else "each replica's checkpoints/"
       print(f"Stopped by {by} at step {self.step} of {self.total}; the checkpoint at step "
