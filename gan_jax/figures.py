@@ -42,7 +42,7 @@ def _nearest(queries: jax.Array, pool: jax.Array, *, batch: int) -> tuple[jax.Ar
           jnp.zeros(queries.shape[0], jnp.int32))
   starts = jnp.arange(blocks.shape[0], dtype=jnp.int32) * batch
   (dist, index), _ = jax.lax.scan(body, init, (blocks, starts))
-  return index, jnp.maximum(dist, 0.0)
+  return index, jnp.where(dist < 0.0, 0.0, dist)  # keeps a NaN a NaN
 
 
 def nearest_neighbours(queries: np.ndarray, pool: np.ndarray, *, batch: int = 5_000

@@ -55,3 +55,15 @@ def test_protocol_picks_the_best_sigma_and_reports_stderr():
 
 def test_paper_sigma_grid():
   np.testing.assert_allclose(parzen.PAPER_SIGMAS, np.logspace(-1, 0, 10))
+
+
+def test_a_nan_sample_or_point_gives_nan_never_a_perfect_match():
+  from gan_jax.evaluation import parzen  # pylint: disable=import-outside-toplevel
+  rs = np.random.RandomState(0)
+  samples, points = rs.rand(20, 8).astype(np.float32), rs.rand(5, 8).astype(np.float32)
+  samples[3] = np.nan
+  assert np.isnan(parzen.parzen_log_density(samples, points, 0.2)).all()
+  clean = rs.rand(20, 8).astype(np.float32)
+  points[1] = np.nan
+  got = parzen.parzen_log_density(clean, points, 0.2)
+  assert np.isnan(got[1]) and np.isfinite(np.delete(got, 1)).all()

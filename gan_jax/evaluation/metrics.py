@@ -66,7 +66,7 @@ def classifier_score(probs: np.ndarray, eps: float = 1e-12) -> float:
 def _sq_dists(a: jax.Array, b: jax.Array, b_sq: jax.Array) -> jax.Array:
   a_sq = jnp.sum(a * a, axis=-1)
   d = a_sq[:, None] + b_sq[None, :] - 2.0 * jnp.dot(a, b.T, precision="highest")
-  return jnp.maximum(d, 0.0)
+  return jnp.where(d < 0.0, 0.0, d)  # not jnp.maximum, which XLA:CPU lets turn NaN into 0
 
 
 def _batched(fn, a: np.ndarray, b: np.ndarray, batch: int) -> np.ndarray:

@@ -33,7 +33,9 @@ def _log_density_batch(mu: jax.Array, mu_sq: jax.Array, x: jax.Array,
   d = x.shape[-1]
   x_sq = jnp.sum(x * x, axis=-1)
   sq = x_sq[:, None] + mu_sq[None, :] - 2.0 * jnp.dot(x, mu.T, precision="highest")  # [B, K]
-  sq = jnp.maximum(sq, 0.0)  # rounding can leave tiny negatives
+  # Rounding can leave tiny negatives. Not jnp.maximum: XLA:CPU's fast min/max turns a NaN
+  # into 0 (a perfect match), which would score NaN samples or points as a huge likelihood.
+  sq = jnp.where(sq < 0.0, 0.0, sq)
   k = mu.shape[0]
   inv = 1.0 / (2.0 * sigmas * sigmas)  # [S]
   lse = jax.nn.logsumexp(-sq[None] * inv[:, None, None], axis=-1)  # [S, B]
