@@ -36,7 +36,10 @@ def table(rows: list[dict], every_epochs: float = 20.0) -> str:
   last_shown = -1e9
   for i, r in enumerate(evals):
     if "selected_step" in r:
-      selected = (r["selected_step"], "ema_" if r.get("selected_generator") == "ema" else "")
+      generator = r.get("selected_generator")
+      if generator is None:  # rows written before the generator was recorded: by its value
+        generator = "ema" if r.get(f"selected_{key}") == r.get("ema_" + key) else "raw"
+      selected = (r["selected_step"], "ema_" if generator == "ema" else "")
     epoch = r.get("epoch", r["step"])
     if epoch - last_shown < every_epochs - 1e-9 and i != len(evals) - 1:
       continue
