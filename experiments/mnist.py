@@ -7,7 +7,8 @@ Command:
   python launch.py --config=experiments/mnist.py --workdir=runs/mnist --mode=eval
 The default is the released mnist.yaml's uniform noise on (-sqrt 3, sqrt 3); the
 :gaussian variant draws N(0, I), the prior of the run that most likely produced
-Table 1 (see ../shared/PAPER.md). Every evaluation also scores validation-only
+Table 1: the lab's reboot_ll.yaml of 2014-05-31 predates uniform noise in their
+Generator, whose default is Gaussian. Every evaluation also scores validation-only
 metrics, and checkpoints/best keeps the model (raw G or EMA) selected on them;
 --mode=eval scores that model on the test set (--checkpoint=best|latest|STEP).
 Settings: G 100 -> 1200 ReLU -> 1200 ReLU -> 784 sigmoid (U(±0.05), output bias
@@ -101,7 +102,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if "gaussian" in variants:
     # N(0, I) noise: the prior of the run that most likely produced Table 1 (the lab's
     # reboot_ll.yaml of 2014-05-31 predates uniform noise in their Generator, whose
-    # default is Gaussian; ../shared/PAPER.md, "The authors' MNIST experiment").
+    # default is Gaussian; the released mnist.yaml of 2014-06-18 sets uniform noise).
     config.model.latent_dist = "normal"
   if "smoke" in variants:  # the real model and data, a few iterations: < 1 minute
     config.num_train_steps = 100
