@@ -139,12 +139,8 @@ class Experiment:
   def summarize(cls, replicas: Sequence[Any], workdir: str) -> None:
     """A sweep's outputs, from its finished replicas' workdirs: sweep.csv, one row
     per replica (its swept values and its final metrics row)."""
-    rows = []
-    for replica in replicas:
-      final = read_rows(os.path.join(workdir, replica.name, "metrics.jsonl"))[-1]
-      rows.append({"replica": replica.name, **replica.values,
-                   **{k: v for k, v in final.items() if not isinstance(v, (list, dict))}})
-    sweep.write_summary(os.path.join(workdir, "sweep.csv"), rows)
+    sweep.write_summary(os.path.join(workdir, "sweep.csv"),
+                        [final_row(r, os.path.join(workdir, r.name)) for r in replicas])
 
 
 def get(config: Any) -> type[Experiment]:
@@ -163,6 +159,13 @@ def get(config: Any) -> type[Experiment]:
                     f"{', '.join(map(repr, BUILT_IN))}, or 'package.module:ClassName' naming "
                     f"a subclass of gan_jax.experiment.Experiment.")
   return cls
+
+
+def final_row(replica: Any, workdir: str) -> dict:
+  """A finished replica's swept values and the scalars of its last metrics row."""
+  final = read_rows(os.path.join(workdir, "metrics.jsonl"))[-1]
+  return {"replica": replica.name, **replica.values,
+          **{k: v for k, v in final.items() if not isinstance(v, (list, dict))}}
 
 
 def read_rows(path: str) -> list[dict]:

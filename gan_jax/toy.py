@@ -18,7 +18,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from gan_jax import experiment, losses, optim, schema, steps
+from gan_jax import build, experiment, losses, optim, schema, steps, visualize
 from gan_jax.errors import UserError
 from gan_jax.experiment import Data
 from gan_jax.loop import SamplerSource
@@ -90,7 +90,6 @@ def value_on_grid(p_data: np.ndarray, p_g: np.ndarray, d: np.ndarray, dx: float)
 
 def make_gan(configs: Sequence[Any]) -> GAN:
   """The spec of gaussian_1d configs: an affine G (no hidden layer) of 1-d normal noise."""
-  from gan_jax import build  # pylint: disable=import-outside-toplevel
   config = configs[0]
   m = config.model
   g_cfg = ml_collections.ConfigDict(dict(hidden=(), activation="relu",
@@ -167,7 +166,6 @@ class Gaussian1D(experiment.Experiment):
     return make_gan(self.configs)
 
   def initial_state(self, i, gan, data, root) -> GANState:
-    from gan_jax import build  # pylint: disable=import-outside-toplevel
     c = self.configs[i]
     state = init_state(gan, jax.random.fold_in(root, 0), jnp.zeros((1, 1)),
                        hparams=build.replica_hparams(c))
@@ -230,11 +228,9 @@ class Gaussian1D(experiment.Experiment):
     return {k: v for k, v in s.items() if k != "d_curve"}
 
   def plot(self, i, rows, memory, out) -> None:
-    from gan_jax import visualize  # pylint: disable=import-outside-toplevel
     visualize.plot_1d_curves([r for r in rows if "jsd" in r], out.path("curves.png"))
 
   def finish(self, i, gan, state, memory, rows, out, root) -> None:
-    from gan_jax import visualize  # pylint: disable=import-outside-toplevel
     c = self.configs[i]
     final = self.snapshot(i, gan, state)
     part_a = memory["part_a"]

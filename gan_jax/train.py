@@ -220,13 +220,9 @@ def _train_sweep(replicas: list[sweep.Replica], workdir: str) -> list[dict]:
     done += group
     if _is_main():
       experiment_lib.get(group[0].config).summarize(done, workdir)
-  return [_final_row(r, os.path.join(workdir, r.name)) for r in done] if _is_main() else []
-
-
-def _final_row(replica: sweep.Replica, workdir: str) -> dict:
-  final = experiment_lib.read_rows(os.path.join(workdir, "metrics.jsonl"))[-1]
-  return {"replica": replica.name, **replica.values,
-          **{k: v for k, v in final.items() if not isinstance(v, (list, dict))}}
+  if not _is_main():
+    return []
+  return [experiment_lib.final_row(r, os.path.join(workdir, r.name)) for r in done]
 
 
 def _devices(config: ml_collections.ConfigDict) -> list[Any]:
