@@ -87,6 +87,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # validation metric, raw G or EMA ("auto": the Parzen estimate on validation[1000:] with
   # sigma chosen on validation[:1000], as the authors' lab monitored it; never the test set).
   config.evaluation.select_on = "auto"
+  # The EMA of G is a candidate only at evaluations where its Fréchet distance to the
+  # validation images is no worse than raw G's ("auto"; "none" = no guard): Parzen windows
+  # reward blur, and an average of weights is blurred early in a run.
+  config.evaluation.ema_guard = "auto"
 
   # d_loss "bce" is the paper's D loss; ema_decay keeps an exponential moving average of
   # G's weights for samples and evaluation (it changes no update; 0 = none); both G and

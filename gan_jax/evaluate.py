@@ -14,6 +14,7 @@ import numpy as np
 
 from gan_jax import build, checkpoint, data as data_lib, schema, steps
 from gan_jax.errors import UserError
+from gan_jax.experiment import EMA_PREFIX  # metrics of the EMA generator: ema_parzen_ll, ...
 from gan_jax.evaluation import classifier, metrics, parzen
 from gan_jax.state import LAYOUT_VERSION, GAN, GANState, sample_latent
 
@@ -24,7 +25,6 @@ NUM_VALIDATION = 1_000  # sigma chosen on the first 1k validation images,
 SELECTION_METRICS = {"val_parzen_ll": True, "val_frechet_distance": False}  # higher better?
 
 
-EMA_PREFIX = "ema_"  # metrics of the EMA generator: ema_parzen_ll, ema_frechet_distance, ...
 
 _generate = jax.jit(steps.generate, static_argnums=0, static_argnames="ema")
 

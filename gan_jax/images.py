@@ -16,7 +16,7 @@ import jax
 
 from gan_jax import build, data as data_lib, evaluate, schema, visualize
 from gan_jax.errors import UserError
-from gan_jax.experiment import Data, Experiment, Outputs
+from gan_jax.experiment import Data, Experiment, Outputs, Selection
 from gan_jax.loop import ArraySource
 from gan_jax.state import GAN, GANState, sample_latent
 
@@ -84,19 +84,26 @@ class ImageGAN(Experiment):
     super().check(config, num_devices)
     ev = config.evaluation
     needs = {"val_parzen_ll": "parzen", "val_frechet_distance": "classifier_metrics"}
-    wanted = ev.get("select_on", "auto")
-    if wanted in needs and not ev[needs[wanted]]:
-      raise UserError(f"config.evaluation.select_on is {wanted!r}, which "
-                      f"config.evaluation.{needs[wanted]}=False turns off; turn it on, or "
-                      f"select on another metric ('auto', 'none').")
+    for field in ("select_on", "ema_guard"):
+      wanted = ev.get(field, "auto")
+      if wanted in needs and not ev[needs[wanted]]:
+        raise UserError(f"config.evaluation.{field} is {wanted!r}, which "
+                        f"config.evaluation.{needs[wanted]}=False turns off; turn it on, or "
+                        f"choose another metric ('auto', 'none').")
 
-  def selection(self) -> tuple[str, bool] | None:
+  def selection(self) -> Selection | None:
     ev = self.config.evaluation
     key = ev.get("select_on", "auto")
     if key == "auto":
       key = ("val_parzen_ll" if ev.parzen else
              "val_frechet_distance" if ev.classifier_metrics else "none")
-    return None if key == "none" else (key, evaluate.SELECTION_METRICS[key])
+    if key == "none":
+      return None
+    guard = ev.get("ema_guard", "auto")
+    if guard == "auto":
+      guard = "val_frechet_distance" if ev.classifier_metrics else "none"
+    return Selection(key, evaluate.SELECTION_METRICS[key],
+                     None if guard == "none" else (guard, evaluate.SELECTION_METRICS[guard]))
 
   def plot(self, i: int, rows: list[dict], memory: dict, out: Outputs) -> None:
     visualize.plot_curves([r for r in rows if "d_loss" in r], out.path("curves.png"))

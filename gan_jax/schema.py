@@ -136,6 +136,10 @@ IMAGE_FIELDS: dict[str, Any] = {
         # parzen is on, else val_frechet_distance when classifier_metrics is on.
         "select_on": _choice(("auto", "val_parzen_ll", "val_frechet_distance", "none"),
                              default="auto"),
+        # The EMA of G is a candidate only at evaluations where it is no worse than raw G on
+        # this validation metric ("auto" = val_frechet_distance when classifier_metrics is on).
+        "ema_guard": _choice(("auto", "val_parzen_ll", "val_frechet_distance", "none"),
+                             default="auto"),
     },
 }
 SCHEMA: dict[str, Any] = {**COMMON, **IMAGE_FIELDS}

@@ -27,10 +27,10 @@ import ml_collections
 import numpy as np
 import tensorboardX
 
-from gan_jax import (build, checkpoint, evaluate as evaluate_lib, experiment as experiment_lib,
-                     optim, preemption, schema, sweep, workdir as workdir_lib)
+from gan_jax import (build, checkpoint, experiment as experiment_lib, optim, preemption, schema,
+                     sweep, workdir as workdir_lib)
 from gan_jax.errors import UserError
-from gan_jax.experiment import Outputs
+from gan_jax.experiment import Outputs, Selection
 from gan_jax.loop import TrainLoop
 from gan_jax.state import GAN, GANState, set_hparams
 
@@ -356,6 +356,8 @@ class _Run:
     self.step_last = self.start
     self.evaluated = False
     self.selection = exp.selection()
+    if self.selection is not None:  # an experiment may return a plain (key, higher) pair
+      self.selection = Selection(*self.selection)
     self.best = [checkpoint.Checkpointer(w, keep=1, subdir=checkpoint.BEST)
                  for w in workdirs] if self.selection else []
     closers.extend(b.close for b in self.best)
@@ -540,16 +542,15 @@ class _Run:
 
   def _select(self, i: int) -> None:
     """Replica i's best model so far by the experiment's selection metric (raw G or EMA)."""
-    key, higher = self.selection
+    key = self.selection.key
     row, memory = self.rows[i], self.memories[i]
-    found = [(row[k], name) for k, name in ((key, "raw"), (evaluate_lib.EMA_PREFIX + key, "ema"))
-             if isinstance(row.get(k), (int, float)) and math.isfinite(row[k])]
-    if not found:
+    found, why = self.selection.candidate(row)
+    if why:
+      print(f"{_label(self.names[i])}the EMA of G is not a candidate at step {self.step}: "
+            f"{why} (config.evaluation.ema_guard)", flush=True)
+    if found is None or not self.selection.improves(found[0], memory.get(SELECTED)):
       return
-    value, generator = (max if higher else min)(found)
-    best = memory.get(SELECTED)
-    if best is not None and not (value > best["value"] if higher else value < best["value"]):
-      return
+    value, generator = found
     memory[SELECTED] = {"metric": key, "value": value, "generator": generator,
                         "step": self.step}
     row["selected_step"], row[f"selected_{key}"] = self.step, value

@@ -11,6 +11,8 @@ import pytest
 from conftest import MNIST_DIR, needs_mnist
 from PIL import Image
 
+from gan_jax import experiment
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SMOKE = "experiments/mnist.py:smoke"
 
@@ -124,8 +126,20 @@ def test_eval_mode_scores_the_model_selected_on_validation(smoke_run, tfds_dir, 
   assert result.returncode == 0, result.stderr[-3000:]
   with open(os.path.join(workdir, "eval.json")) as f:
     scores = json.load(f)
-  selected = [r["selected_step"] for r in read_metrics(workdir) if "selected_step" in r]
+  rows = read_metrics(workdir)
+  selected = [r["selected_step"] for r in rows if "selected_step" in r]
   assert selected and scores["step"] == selected[-1]  # the newest best is the selection
+  # The run selected by its rule, with the FD guard on the EMA (the smoke config's default):
+  # replaying its validation rows under that rule gives the same choices.
+  config = smoke_config(tfds_dir, classifier_dir)
+  rule = experiment.get(config)([config]).selection()
+  assert rule.ema_guard == ("val_frechet_distance", False)
+  evals = [r for r in rows if "val_parzen_ll" in r]
+  replayed = experiment.replay_selection(evals, rule)
+  assert replayed[-1]["step"] == selected[-1]
+  assert [r.get("selected_step") for r in evals] == [
+      b["step"] if b is not None and b["step"] == r["step"] else None
+      for b, r in zip(replayed, evals)]
   assert f"Scoring the model selected on validation (step {selected[-1]} by val_parzen_ll" in \
       result.stdout
   for name in ("figure2.png", "figure3.png"):

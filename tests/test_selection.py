@@ -8,7 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-from gan_jax import build, checkpoint, data as data_lib, evaluate, figures, train
+from gan_jax import (build, checkpoint, data as data_lib, evaluate, experiment as experiment_lib,
+                     figures, report, train)
+from gan_jax.experiment import Selection
 from gan_jax.state import init_state
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -146,3 +148,47 @@ def test_the_report_shows_test_figures_of_the_selected_model_only():
   # Epoch 40 scored 999 on test, but was not selected: its test figure is never shown.
   assert "| 40 | 85.0 / 90.0 | 10000 (EMA) | 111.0 ± 2.1 |" in lines[3] and "999" not in lines[3]
   assert "| 60 | 115.0 / 120.0 | 30000 (G) | 127.0 ± 2.0 | 0.200 |" in lines[4]
+
+
+def test_the_ema_guard_leaves_out_an_ema_worse_than_g_on_the_guard_metric():
+  rule = Selection("val_parzen_ll", True, ("val_frechet_distance", False))
+  row = {"step": 10, "val_parzen_ll": 100.0, "ema_val_parzen_ll": 150.0,
+         "val_frechet_distance": 20.0, "ema_val_frechet_distance": 40.0}
+  found, why = rule.candidate(row)
+  assert found == (100.0, "raw") and "val_frechet_distance 40 is worse than G's 20" in why
+  assert rule._replace(ema_guard=None).candidate(row) == ((150.0, "ema"), "")
+  assert rule.candidate({**row, "ema_val_frechet_distance": 20.0}) == ((150.0, "ema"), "")
+  # A NaN guard figure leaves the EMA out; a NaN score is never a candidate.
+  assert rule.candidate({**row, "ema_val_frechet_distance": float("nan")})[0] == (100.0, "raw")
+  assert rule.candidate({**row, "val_parzen_ll": float("nan")})[0] is None
+  # Lower-is-better selection, higher-is-better guard.
+  fd_rule = Selection("val_frechet_distance", False, ("val_parzen_ll", True))
+  assert fd_rule.candidate(row)[0] == (20.0, "raw")
+  assert fd_rule.candidate({**row, "ema_val_frechet_distance": 5.0})[0] == (5.0, "ema")
+
+
+def test_replaying_rows_keeps_the_best_so_far_as_the_driver_does():
+  rule = Selection("val_parzen_ll", True, ("val_frechet_distance", False))
+  row = lambda step, g, e, fd_g, fd_e: {
+      "step": step, "val_parzen_ll": g, "ema_val_parzen_ll": e,
+      "val_frechet_distance": fd_g, "ema_val_frechet_distance": fd_e}
+  rows = [row(1, 80, 120, 70, 300),  # a blurred EMA: left out, G chosen
+          row(2, 130, 210, 30, 80),   # again
+          row(3, 140, 200, 20, 19),   # the EMA is no worse: chosen
+          row(4, 150, 190, 18, 17),   # below the best so far: kept
+          row(5, 160, 205, 15, 14)]
+  got = [(b["step"], b["generator"], b["value"]) for b in experiment_lib.replay_selection(rows, rule)]
+  assert got == [(1, "raw", 80), (2, "raw", 130), (3, "ema", 200), (3, "ema", 200),
+                 (5, "ema", 205)]
+  unguarded = experiment_lib.replay_selection(rows, rule._replace(ema_guard=None))
+  assert [b["step"] for b in unguarded] == [1, 2, 2, 2, 2]
+  # The report replays the same rule and never names an unselected model's test figures.
+  for r in rows:
+    r.update(parzen_ll=r["val_parzen_ll"] + 3, parzen_ll_stderr=2.0, parzen_sigma=0.2,
+             ema_parzen_ll=r["ema_val_parzen_ll"] + 3, ema_parzen_ll_stderr=2.0,
+             ema_parzen_sigma=0.2, epoch=r["step"])
+  text = report.table(rows, every_epochs=1, ema_guard="val_frechet_distance")
+  assert "| 5 | 160.0 / 205.0 | 5 (EMA) | 208.0 ± 2.0 |" in text
+  assert "213.0" not in text and "204.0" not in text  # the blurred EMA's test figures
+  assert "| 2 | 130.0 / 210.0 | 2 (G) | 133.0 ± 2.0 |" in text
+  assert "| 2 | 130.0 / 210.0 | 2 (EMA) | 213.0 ± 2.0 |" in report.table(rows, 1, "none")
