@@ -43,6 +43,21 @@ def _pmean_floats(tree: PyTree, axis_name: str | None) -> PyTree:
                       if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
 
+def global_norm(tree: PyTree) -> jax.Array:
+  """The L2 norm of all leaves of ``tree`` together (``optax.tree.norm``'s value).
+
+  Each leaf's sum of squares is a product with a row of ones: XLA:CPU rewrites a plain
+  sum over a large array into a tree of reduce-windows that ran far below memory
+  speed, and the two gradient norms so took about a tenth of the paper's iteration.
+  """
+  total = jnp.zeros((), jnp.float32)
+  for x in jax.tree.leaves(tree):
+    x = x.reshape(x.shape[0], -1) if x.ndim > 1 else x.reshape(1, -1)
+    ones = jnp.ones((1, x.shape[0]), x.dtype)
+    total += jnp.sum(jnp.dot(ones, jnp.square(x), preferred_element_type=jnp.float32))
+  return jnp.sqrt(total)
+
+
 def apply_player(module: Any, player: PlayerState, x: jax.Array, *, train: bool,
                  rng: jax.Array | None = None, params: Any = None
                  ) -> tuple[jax.Array, dict[str, Any]]:
@@ -114,7 +129,7 @@ def _d_metrics(real_out, fake_out, d_loss, d_grads) -> Metrics:
       "value": losses.value_function(real_out, fake_out),
       "d_real": jnp.mean(jax.nn.sigmoid(real_out)),
       "d_fake": jnp.mean(jax.nn.sigmoid(fake_out)),
-      "d_grad_norm": optax.tree.norm(d_grads),
+      "d_grad_norm": global_norm(d_grads),
   }
 
 
@@ -199,7 +214,7 @@ def g_step(gan: GAN, state: GANState, rng: jax.Array, batch_size: int, *,
   (g_loss, g_cols), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g.params)
   grads = _pmean(grads, axis_name)
   new_g = _update(gan.g_optimizer, grads, state.g, _pmean_floats(g_cols, axis_name))
-  metrics = _pmean({"g_loss": g_loss, "g_grad_norm": optax.tree.norm(grads)}, axis_name)
+  metrics = _pmean({"g_loss": g_loss, "g_grad_norm": global_norm(grads)}, axis_name)
   return state.replace(g=new_g, ema_params=_ema(state, new_g)), metrics
 
 
@@ -259,7 +274,7 @@ def simultaneous_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Arr
   new_d = _update(gan.d_optimizer, d_grads, d, _pmean_floats(d_cols, axis_name))
   new_g = _update(gan.g_optimizer, g_grads, g, _pmean_floats(g_cols, axis_name))
   metrics.update(_d_metrics(real_out, fake_out, d_loss, d_grads))
-  metrics.update(g_loss=g_loss, g_grad_norm=optax.tree.norm(g_grads))
+  metrics.update(g_loss=g_loss, g_grad_norm=global_norm(g_grads))
   metrics = _pmean(metrics, axis_name)
   return state.replace(d=new_d, g=new_g, ema_params=_ema(state, new_g)), metrics
 
