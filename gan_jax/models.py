@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 Dtype = Any
 
@@ -126,6 +127,64 @@ def _maxout_bwd(pieces, width, index, g):
 _maxout.defvjp(_maxout_fwd, _maxout_bwd)
 
 
+# --- bfloat16 matmuls with float32 results ----------------------------------
+#
+# The compute-dtype option of the players: bfloat16 operands, float32 accumulation
+# and results. CPUs with bf16 matrix units (AMX, AVX512_BF16) and accelerators run
+# such products several times faster than float32 ones, while activations, losses,
+# parameters and their gradients stay float32 (a dot with bfloat16 outputs instead
+# ran at a fifth of that speed on a CPU with AMX: XLA:CPU took a generic path).
+
+
+def _dense_dims(x: jax.Array) -> tuple:
+  return (((x.ndim - 1,), (0,)), ((), ()))
+
+
+@jax.custom_vjp
+def _bf16_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
+  return lax.dot_general(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), _dense_dims(x),
+                         preferred_element_type=jnp.float32)
+
+
+def _bf16_matmul_fwd(x, w):
+  xb, wb = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+  y = lax.dot_general(xb, wb, _dense_dims(x), preferred_element_type=jnp.float32)
+  return y, (xb, wb, jnp.zeros((0,), x.dtype), jnp.zeros((0,), w.dtype))
+
+
+def _bf16_matmul_bwd(res, ct):
+  xb, wb, x_like, w_like = res
+  ctb = ct.astype(jnp.bfloat16)
+  # dx = ct @ w^T and dw = x^T @ ct (rows of every leading axis), accumulated in float32.
+  dx = lax.dot_general(ctb, wb, (((ct.ndim - 1,), (1,)), ((), ())),
+                       preferred_element_type=jnp.float32)
+  x2, ct2 = xb.reshape(-1, xb.shape[-1]), ctb.reshape(-1, ctb.shape[-1])
+  dw = lax.dot_general(x2, ct2, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+  return dx.astype(x_like.dtype), dw.astype(w_like.dtype)
+
+
+_bf16_matmul.defvjp(_bf16_matmul_fwd, _bf16_matmul_bwd)
+
+
+def bf16_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+  """A ``dot_general`` for ``flax.linen.Dense(dot_general=...)``: bfloat16 operands, float32
+  products, and float32 gradients for float32 parameters (the backward products are
+  bfloat16 too). Only Dense's form: the last axis of ``lhs`` against the first of ``rhs``."""
+  del precision, preferred_element_type
+  if rhs.ndim != 2 or dimension_numbers != _dense_dims(lhs):
+    raise ValueError(f"bf16_dot_general supports Dense's product only (lhs [..., K] x rhs "
+                     f"[K, N]); got dimension_numbers {dimension_numbers}.")
+  return _bf16_matmul(lhs, rhs)
+
+
+def dense(features: int, dtype: Dtype, **kwargs) -> nn.Dense:
+  """``nn.Dense`` computing in ``dtype``: float32, or bfloat16 products with float32
+  results (``bf16_dot_general``); parameters are float32 either way."""
+  if jnp.dtype(dtype) == jnp.bfloat16:
+    return nn.Dense(features, dtype=jnp.float32, dot_general=bf16_dot_general, **kwargs)
+  return nn.Dense(features, dtype=dtype, **kwargs)
+
+
 class MLPGenerator(nn.Module):
   """G(z): Dense/activation layers, then a Dense output layer with its own activation.
 
@@ -148,8 +207,8 @@ class MLPGenerator(nn.Module):
     act = _activation(self.activation)
     h = z
     for i, width in enumerate(self.hidden):
-      h = act(nn.Dense(width, kernel_init=init, dtype=self.dtype, name=f"hidden_{i}")(h))
-    out = nn.Dense(self.output_dim, kernel_init=init, dtype=self.dtype, name="output")(h)
+      h = act(dense(width, self.dtype, kernel_init=init, name=f"hidden_{i}")(h))
+    out = dense(self.output_dim, self.dtype, kernel_init=init, name="output")(h)
     return _activation(self.output_activation)(out.astype(jnp.float32))
 
 
@@ -181,14 +240,14 @@ class MaxoutDiscriminator(nn.Module):
       if drop_key is not None:
         h = dropout(h, keep, jax.random.fold_in(drop_key, i))
       if self.activation == "maxout":
-        z = nn.Dense(width * self.pieces, kernel_init=init, dtype=self.dtype, name=f"hidden_{i}")(h)
+        z = dense(width * self.pieces, self.dtype, kernel_init=init, name=f"hidden_{i}")(h)
         h = _maxout(z, self.pieces, width)
       else:
         h = _activation(self.activation)(
-            nn.Dense(width, kernel_init=init, dtype=self.dtype, name=f"hidden_{i}")(h))
+            dense(width, self.dtype, kernel_init=init, name=f"hidden_{i}")(h))
     if drop_key is not None and self.hidden:
       h = dropout(h, self.hidden_keep, jax.random.fold_in(drop_key, len(self.hidden)))
-    logit = nn.Dense(1, kernel_init=init, dtype=self.dtype, name="output")(h)
+    logit = dense(1, self.dtype, kernel_init=init, name="output")(h)
     return logit[..., 0].astype(jnp.float32)
 
 

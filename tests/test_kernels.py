@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from conftest import assert_trees_close
 
 import gan_jax
@@ -53,3 +54,52 @@ def test_a_chunk_of_the_paper_model_matches_the_earlier_maxout_and_norm(monkeypa
   assert not np.allclose(new_state.d.params["hidden_0"]["kernel"],
                          gan_jax.init_state(gan, jax.random.key(0), data[:2]).d.params[
                              "hidden_0"]["kernel"])
+
+
+def test_bf16_dot_general_rounds_operands_only_and_keeps_float32_gradients():
+  x = jax.random.normal(jax.random.key(0), (2, 6, 40))
+  w = jax.random.normal(jax.random.key(1), (40, 24))
+  dims = (((2,), (0,)), ((), ()))
+  got = models.bf16_dot_general(x, w, dims)
+  rounded = lambda a: a.astype(jnp.bfloat16).astype(jnp.float32)
+  assert got.dtype == jnp.float32
+  np.testing.assert_allclose(got, np.einsum("abk,kn->abn", rounded(x), rounded(w)), rtol=1e-5,
+                             atol=1e-5)
+  ct = jax.random.normal(jax.random.key(2), got.shape)
+  dx, dw = jax.grad(lambda x, w: jnp.sum(models.bf16_dot_general(x, w, dims) * ct),
+                    argnums=(0, 1))(x, w)
+  assert dx.dtype == dw.dtype == jnp.float32
+  np.testing.assert_allclose(dx, np.einsum("abn,kn->abk", rounded(ct), rounded(w)), rtol=1e-5,
+                             atol=1e-5)
+  np.testing.assert_allclose(dw, np.einsum("abk,abn->kn", rounded(x), rounded(ct)), rtol=1e-5,
+                             atol=1e-4)
+  # bfloat16 inputs get bfloat16 input gradients.
+  assert jax.grad(lambda x: jnp.sum(models.bf16_dot_general(x, w, dims)))(
+      x.astype(jnp.bfloat16)).dtype == jnp.bfloat16
+  with pytest.raises(ValueError, match="Dense's product only"):
+    models.bf16_dot_general(x, w, (((1,), (0,)), ((), ())))
+
+
+def test_the_paper_model_in_bf16_compute_tracks_float32():
+  """The players with bf16 products: float32 parameters and outputs, within bf16 rounding of
+  the float32 players at the same parameters, and a chunk of training that stays close."""
+  config = load_config("experiments/mnist.py")
+  config.model.generator.hidden, config.model.discriminator.hidden = (64, 64), (32, 32)
+  data = np.random.RandomState(0).randint(0, 256, (500, 784)).astype(np.uint8)
+  out = {}
+  for dtype in ("float32", "bfloat16"):
+    config.model.dtype = dtype
+    gan = build.make_gan(config, data_dim=784, batches_per_epoch=10)
+    state = gan_jax.init_state(gan, jax.random.key(0), data[:2])
+    z = jax.random.normal(jax.random.key(3), (16, 100))
+    samples = gan_jax.generate(gan, state, z)
+    chunk = jax.jit(functools.partial(loop_lib.run_chunk, gan, gan_jax.ArraySource(len(data)),
+                                      num_steps=20, global_batch=50))
+    state, metrics = chunk(state, jnp.asarray(data), jax.random.key(1))
+    out[dtype] = samples, state, metrics
+  (s32, _, m32), (s16, st16, m16) = out["float32"], out["bfloat16"]
+  assert s16.dtype == jnp.float32 and np.abs(s16 - s32).max() < 0.02
+  for leaf in jax.tree.leaves((st16.g.params, st16.d.params, st16.g.opt_state)):
+    assert leaf.dtype != jnp.bfloat16
+  np.testing.assert_allclose(m16["d_loss"], m32["d_loss"], rtol=0.02)
+  np.testing.assert_allclose(m16["g_loss"], m32["g_loss"], rtol=0.02)
