@@ -1,4 +1,4 @@
-"""gan_jax against eager PyTorch on the paper's MNIST model and update, in one run.
+"""gan_jax against PyTorch (eager and torch.compile) on the paper's MNIST model and update.
 
   python benchmarks/vs_pytorch.py [--iterations 100] [--rounds 5] [--threads N]
 
@@ -10,11 +10,13 @@ samples); batch 100; SGD with pylearn2-style momentum and the decaying learning
 rate. Minibatches are drawn on the device from a synthetic uint8 training set
 of MNIST's shape on both sides (pixel values do not change the work).
 
-PyTorch is timed in its usual eager form: a Python loop calling the modules,
-autograd and the optimizer each iteration. gan_jax is timed as a user runs it:
-the lax.scan loop (TrainLoop), ``iterations`` iterations per compiled call, in
+PyTorch runs a Python loop calling the modules, autograd and a fused (foreach)
+optimizer update each iteration: eager, with the modules and the update through
+torch.compile, and eager under bfloat16 autocast. gan_jax is timed as a user runs
+it: the lax.scan loop (TrainLoop), ``iterations`` iterations per compiled call, in
 float32 and in its bfloat16 compute mode. The rounds are interleaved so that
-drifts in machine load hit every row alike; the table shows medians.
+drifts in machine load hit every row alike; the table shows medians. The run also
+measures the machine's bf16/fp32 matmul ratio and prints the targets against it.
 
 Needs torch (`pip install torch`); without it the script says so and exits.
 """
@@ -30,6 +32,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import gan_jax  # noqa: E402
@@ -39,8 +42,15 @@ from gan_jax import build  # noqa: E402
 N_TRAIN, DATA_DIM = 50_000, 784
 
 
-def torch_runner(torch, config, data: np.ndarray, iterations: int):
-  """The paper's GAN as an eager PyTorch loop; returns a call running ``iterations``."""
+def torch_runner(torch, config, data: np.ndarray, iterations: int, mode: str = "eager"):
+  """The paper's GAN as a PyTorch loop; returns a call running ``iterations``.
+
+  ``mode``: "eager"; "compile" (G, D and the optimizer update through torch.compile, so
+  their forward and backward graphs are compiled, with autograd between them); "bf16"
+  (eager under ``torch.autocast("cpu", torch.bfloat16)``: bf16 products, float32
+  parameters, losses and updates). The optimizer update is one fused ``torch._foreach``
+  pass per step in every mode.
+  """
   nn = torch.nn
   g_cfg, d_cfg = config.model.generator, config.model.discriminator
   opt, batch, latent = config.optimizer, config.batch_size, config.model.latent_dim
@@ -81,10 +91,23 @@ def torch_runner(torch, config, data: np.ndarray, iterations: int):
   g.train()
   d.train()
   g_params, d_params = list(g.parameters()), list(d.parameters())
-  velocity = [torch.zeros_like(p) for p in g_params + d_params]
+  params = g_params + d_params
+  velocity = [torch.zeros_like(p) for p in params]
+
+  def update(grads, lr, momentum):  # pylearn2's momentum: v <- m v - lr g; p <- p + v
+    torch._foreach_mul_(velocity, momentum)
+    torch._foreach_add_(velocity, torch._foreach_mul(grads, lr), alpha=-1.0)
+    torch._foreach_add_(params, velocity)
+
+  g_run, d_run = g, d
+  if mode == "compile":
+    g_run, d_run, update = torch.compile(g), torch.compile(d), torch.compile(update)
+  autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if mode == "bf16" else
+              torch.autocast("cpu", enabled=False))
   x_all = torch.from_numpy(data)  # uint8 [N, 784]
   r = float(np.sqrt(3.0))
   bce = nn.functional.binary_cross_entropy_with_logits
+  ones, zeros = torch.ones(batch), torch.zeros(batch)
   state = {"t": 0}
 
   def one_iteration():
@@ -92,9 +115,10 @@ def torch_runner(torch, config, data: np.ndarray, iterations: int):
     idx = torch.randint(0, N_TRAIN, (batch,))
     real = x_all[idx].float().mul_(1.0 / 255.0)
     z = torch.empty(batch, latent).uniform_(-r, r)
-    fake = g(z)
-    real_logits, fake_logits = d(real).squeeze(1), d(fake).squeeze(1)
-    ones, zeros = torch.ones(batch), torch.zeros(batch)
+    with autocast:
+      fake = g_run(z)
+      real_logits, fake_logits = d_run(real).squeeze(1), d_run(fake).squeeze(1)
+    real_logits, fake_logits = real_logits.float(), fake_logits.float()
     d_loss = 0.5 * (bce(real_logits, ones) + bce(fake_logits, zeros))
     g_loss = bce(fake_logits, ones)  # non-saturating
     d_grads = torch.autograd.grad(d_loss, d_params, retain_graph=True)
@@ -104,10 +128,8 @@ def torch_runner(torch, config, data: np.ndarray, iterations: int):
     frac = min(max((epoch - opt.momentum_start_epoch) /
                    max(opt.momentum_saturate_epoch - opt.momentum_start_epoch, 1), 0.0), 1.0)
     momentum = opt.init_momentum + (opt.final_momentum - opt.init_momentum) * frac
-    with torch.no_grad():
-      for p, grad, v in zip(g_params + d_params, g_grads + d_grads, velocity, strict=True):
-        v.mul_(momentum).add_(grad, alpha=-lr)
-        p.add_(v)
+    with torch.no_grad():  # scalars as tensors, so that the compiled update is not re-traced
+      update(list(g_grads + d_grads), torch.tensor(lr), torch.tensor(momentum))
     state["t"] = t + 1
     return d_loss
 
@@ -115,7 +137,7 @@ def torch_runner(torch, config, data: np.ndarray, iterations: int):
     loss = None
     for _ in range(iterations):
       loss = one_iteration()
-    return float(loss)  # waits for the last iteration
+    return float(loss.detach())  # waits for the last iteration
 
   return call
 
@@ -155,13 +177,19 @@ def main():
   bf16.model.dtype = "bfloat16"
   data = np.random.RandomState(0).randint(0, 256, (N_TRAIN, DATA_DIM)).astype(np.uint8)
   n = args.iterations
+  eager, compiled = "PyTorch eager (float32)", "PyTorch torch.compile (float32)"
+  jax32, jax16 = "gan_jax lax.scan loop (float32)", "gan_jax lax.scan loop (bfloat16 compute)"
   runners = {
-      "PyTorch eager (float32)": torch_runner(torch, config, data, n),
-      "gan_jax lax.scan loop (float32)": jax_runner(config, data, n),
-      "gan_jax lax.scan loop (bfloat16 compute)": jax_runner(bf16, data, n),
+      eager: torch_runner(torch, config, data, n),
+      compiled: torch_runner(torch, config, data, n, "compile"),
+      "PyTorch eager (bfloat16 autocast)": torch_runner(torch, config, data, n, "bf16"),
+      jax32: jax_runner(config, data, n),
+      jax16: jax_runner(bf16, data, n),
   }
   for call in runners.values():  # compile / warm up, and check the losses are finite
     assert np.isfinite(call())
+  dot32 = common.matmul_gflops()
+  dot16 = common.matmul_gflops(dtype=jnp.bfloat16)
   times = {k: [] for k in runners}
   for _ in range(args.rounds):
     for k, call in runners.items():
@@ -169,14 +197,30 @@ def main():
       call()
       times[k].append(time.perf_counter() - t0)
   rates = {k: n / statistics.median(v) for k, v in times.items()}
-  base = rates["PyTorch eager (float32)"]
+  dot32, dot16 = max(dot32, common.matmul_gflops()), max(dot16, common.matmul_gflops(
+      dtype=jnp.bfloat16))
+  base = rates[eager]
+  print(common.machine_line())
   print(f"# the paper's MNIST GAN, batch {config.batch_size}, simultaneous update; "
-        f"{os.cpu_count()} CPU cores, torch {torch.__version__} ({torch.get_num_threads()} "
-        f"threads), jax {jax.__version__}; median of {args.rounds} interleaved rounds of "
-        f"{n} iterations")
-  common.print_table(["implementation", "iterations/s", "ms/iteration", "vs PyTorch"],
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), jax {jax.__version__}; "
+        f"median of {args.rounds} interleaved rounds of {n} iterations")
+  common.print_table(["implementation", "iterations/s", "ms/iteration", "vs PyTorch eager"],
                      [[k, f"{r:.1f}", f"{1e3 / r:.1f}", f"{r / base:.2f}x"]
                       for k, r in rates.items()])
+  ratio = dot16 / dot32
+  speedup = rates[jax16] / rates[jax32]
+  print(f"\n2048^3 jnp.dot: float32 {dot32:.0f} GFLOP/s, bfloat16 (float32 accumulation) "
+        f"{dot16:.0f}: bf16/fp32 ratio {ratio:.2f}")
+  print(f"gan_jax float32 vs PyTorch eager {rates[jax32] / base:.2f}x, vs torch.compile "
+        f"{rates[jax32] / rates[compiled]:.2f}x (target >= 2x both)")
+  if ratio >= 1.3:
+    print(f"gan_jax bfloat16 / float32: {speedup:.2f}x against 0.75 x the dot ratio = "
+          f"{0.75 * ratio:.2f}x (target); bfloat16 vs PyTorch eager float32: "
+          f"{rates[jax16] / base:.2f}x (target >= 3x)")
+  else:
+    print(f"this CPU's bf16 dots are not faster than float32 ones (ratio {ratio:.2f} < 1.3): "
+          f"no bf16 target applies, and the configs keep float32 (bf16/fp32 here "
+          f"{speedup:.2f}x)")
 
 
 if __name__ == "__main__":

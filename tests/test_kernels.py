@@ -5,6 +5,7 @@ import functools
 import pathlib
 import sys
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -103,3 +104,37 @@ def test_the_paper_model_in_bf16_compute_tracks_float32():
     assert leaf.dtype != jnp.bfloat16
   np.testing.assert_allclose(m16["d_loss"], m32["d_loss"], rtol=0.02)
   np.testing.assert_allclose(m16["g_loss"], m32["g_loss"], rtol=0.02)
+
+
+def _grads_of(module, params, x, ct):
+  def loss(params, x):
+    return jnp.sum(module.apply({"params": params}, x) * ct)
+  return module.apply({"params": params}, x), jax.grad(loss, argnums=(0, 1))(params, x)
+
+
+@pytest.mark.parametrize("shape,features,strides", [((3, 14, 14, 8), 16, (2, 2)),
+                                                    ((2, 7, 9, 5), 3, (2, 2)),
+                                                    ((2, 7, 9, 5), 4, (1, 1))])
+def test_convolutions_with_a_matmul_kernel_gradient_equal_flax_s(shape, features, strides):
+  x = jax.random.normal(jax.random.key(0), shape)
+  for ours, flax in (
+      (nn.Conv(features, (4, 4), strides, conv_general_dilated=models.conv_general_dilated),
+       nn.Conv(features, (4, 4), strides)),
+      (models.ConvTranspose(features, (4, 4), strides), nn.ConvTranspose(features, (4, 4),
+                                                                         strides))):
+    params = flax.init(jax.random.key(1), x)["params"]
+    assert jax.tree.map(jnp.shape, ours.init(jax.random.key(1), x)["params"]) == \
+        jax.tree.map(jnp.shape, params)
+    ct = jax.random.normal(jax.random.key(2), flax.apply({"params": params}, x).shape)
+    (y, (dp, dx)), (y2, (dp2, dx2)) = _grads_of(flax, params, x, ct), _grads_of(
+        ours, params, x, ct)
+    np.testing.assert_allclose(y2, y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx2, dx, rtol=1e-4, atol=1e-4)
+    assert_trees_close(dp2, dp, rtol=1e-4, atol=1e-4)
+  # Under vmap, as a sweep runs it.
+  conv = nn.Conv(features, (4, 4), strides, conv_general_dilated=models.conv_general_dilated)
+  params = conv.init(jax.random.key(1), x)["params"]
+  grad = jax.vmap(lambda x: jax.grad(lambda p: jnp.sum(conv.apply({"params": p}, x) ** 2))(
+      params))(jnp.stack([x, 2 * x]))
+  single = jax.grad(lambda p: jnp.sum(conv.apply({"params": p}, 2 * x) ** 2))(params)
+  assert_trees_close(jax.tree.map(lambda a: a[1], grad), single, rtol=1e-4, atol=1e-3)
