@@ -6,8 +6,9 @@ jitted one-iteration step, on this machine.
 A DCGAN-style pair at MNIST's size (gan_jax.ConvGenerator / ConvDiscriminator:
 G Dense -> 7x7x2f -> BatchNorm/ReLU -> 4x4 stride-2 transposed convolutions; D two
 4x4 stride-2 convolutions with leaky ReLU), Adam (2e-4, b1 0.5), synthetic uint8
-data. Prints iterations/s of both loops, interleaved, and which one TrainLoop's
-``inner="auto"`` picks here.
+data. Prints iterations/s of both loops, interleaved. (XLA:CPU ran these players'
+kernel gradients as naive loops, inside a scan or not, until gan_jax.models computed
+them as matmuls of patches; see benchmarks/README.md.)
 """
 
 from __future__ import annotations

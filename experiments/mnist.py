@@ -19,12 +19,12 @@ momentum 0.5 -> 0.7 over epochs 1-250 (500 minibatches an epoch). An EMA of G's
 weights (decay 0.999) is kept beside G: it changes no update; sample grids show it
 and every evaluation scores both (metrics ema_*).
 
-Run time on a 2-core CPU: about 25 it/s, i.e. 20 s an epoch. 20 epochs
-(--config.num_train_steps=10000) took 9 min 44 s and give recognisable digits
-(docs/mnist_samples_20_epochs.png), Parzen log-likelihood 99.4 +- 1.6 nats;
-200 epochs give 180.9 +- 2.3, 220 epochs 174.2 +- 2.3 (the paper's Table 1: 225 +- 2). The default 500
-epochs take about 3 hours. The first run on a machine also trains and caches
-the feature classifier behind the evaluation metrics (about 2 minutes).
+Run time on a 2-core CPU (Sapphire Rapids class): about 60 it/s, i.e. 8 s an epoch;
+the default 500 epochs take about 80-90 minutes with evaluations. 20 epochs give
+recognisable digits (docs/mnist_samples_20_epochs.png); README's Results has the
+model selected on validation after 500 epochs against the paper's Table 1 (225 +- 2).
+The first run on a machine also trains and caches the feature classifier behind the
+evaluation metrics (about 2 minutes).
 Smoke: about 40 s, including compilation and preparing MNIST once.
 """
 
