@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from typing import Any, Callable
 
@@ -25,7 +26,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import tensorboardX
 
 from gan_jax import (build, checkpoint, experiment as experiment_lib, optim, preemption, schema,
                      sweep, workdir as workdir_lib)
@@ -33,6 +33,24 @@ from gan_jax.errors import UserError
 from gan_jax.experiment import Outputs, Selection
 from gan_jax.loop import TrainLoop
 from gan_jax.state import GAN, GANState, set_hparams
+
+
+def _import_tensorboardx():
+  """tensorboardX, without PyTorch: its writer imports torch when it is installed (about
+  1 s, and torch's thread pools in a JAX process) only to accept torch tensors, which the
+  driver never logs. A torch the process has already imported is left alone."""
+  if "torch" in sys.modules:
+    import tensorboardX  # pylint: disable=import-outside-toplevel
+    return tensorboardX
+  sys.modules["torch"] = None  # makes `import torch` raise ImportError, just for this import
+  try:
+    import tensorboardX  # pylint: disable=import-outside-toplevel
+  finally:
+    del sys.modules["torch"]
+  return tensorboardX
+
+
+tensorboardX = _import_tensorboardx()
 
 
 def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:

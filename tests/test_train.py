@@ -1,12 +1,15 @@
 """Unit tests of train.py's checks (the end-to-end runs are in test_launch.py)."""
 
+import os
 import pathlib
+import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 from benchmarks.common import load_config  # noqa: E402
 
 from gan_jax import train  # noqa: E402
@@ -50,3 +53,16 @@ def test_validate_config_refuses_batch_not_dividing_devices_and_bad_lr():
   config.optimizer.learning_rate = 0.0
   with pytest.raises(UserError, match="learning_rate is 0.0"):
     train.validate_config(config, num_devices=4)
+
+
+def test_the_driver_does_not_import_an_installed_torch(tmp_path):
+  # tensorboardX's writer imports torch whenever it is installed; the driver keeps it out.
+  fake = tmp_path / "torch"
+  fake.mkdir()
+  (fake / "__init__.py").write_text("IMPORTED = True\n")
+  code = ("import sys; import gan_jax.train; assert 'torch' not in sys.modules; "
+          "import torch; assert torch.IMPORTED; print('ok')")
+  env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120)
+  assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
