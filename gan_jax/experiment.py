@@ -117,6 +117,16 @@ class Selection(NamedTuple):
       return True
     return value > best["value"] if self.higher_is_better else value < best["value"]
 
+  def update(self, best: dict[str, Any] | None, row: dict[str, Any], step: int
+             ) -> tuple[dict[str, Any] | None, str]:
+    """The new best after the evaluation ``row`` at ``step`` (a dict: metric, value,
+    generator, step), or None when the best so far stands; and ``candidate``'s reason
+    for leaving the EMA out ("" otherwise)."""
+    found, why = self.candidate(row)
+    if found is None or not self.improves(found[0], best):
+      return None, why
+    return {"metric": self.key, "value": found[0], "generator": found[1], "step": step}, why
+
 
 def replay_selection(rows: Sequence[dict[str, Any]], selection: Selection
                      ) -> list[dict[str, Any] | None]:
@@ -125,10 +135,7 @@ def replay_selection(rows: Sequence[dict[str, Any]], selection: Selection
   Lets a finished run's rows be read under another selection rule."""
   best, out = None, []
   for row in rows:
-    found, _ = selection.candidate(row)
-    if found is not None and selection.improves(found[0], best):
-      best = {"metric": selection.key, "value": found[0], "generator": found[1],
-              "step": row["step"]}
+    best = selection.update(best, row, row["step"])[0] or best
     out.append(best)
   return out
 

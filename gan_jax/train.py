@@ -562,15 +562,14 @@ class _Run:
     """Replica i's best model so far by the experiment's selection metric (raw G or EMA)."""
     key = self.selection.key
     row, memory = self.rows[i], self.memories[i]
-    found, why = self.selection.candidate(row)
+    best, why = self.selection.update(memory.get(SELECTED), row, self.step)
     if why:
       print(f"{_label(self.names[i])}the EMA of G is not a candidate at step {self.step}: "
             f"{why} (config.evaluation.ema_guard)", flush=True)
-    if found is None or not self.selection.improves(found[0], memory.get(SELECTED)):
+    if best is None:
       return
-    value, generator = found
-    memory[SELECTED] = {"metric": key, "value": value, "generator": generator,
-                        "step": self.step}
+    memory[SELECTED] = best
+    value, generator = best["value"], best["generator"]
     row["selected_step"], row[f"selected_{key}"] = self.step, value
     row["selected_generator"] = generator
     self.new_best.append(i)
