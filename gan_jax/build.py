@@ -61,6 +61,7 @@ def make_gan(config: Any, *, data_dim: int, batches_per_epoch: int,
       d_regularizer=make_regularizer(config.gan),
       real_label=config.gan.real_label,
       ema_decay=config.gan.get("ema_decay", 0.0),
+      ema_power=config.gan.get("ema_power", 0.0),
       k=config.gan.k,
       update_rule=config.gan.update_rule,
   )

@@ -87,6 +87,10 @@ COMMON: dict[str, Any] = {
         # G's EMA, kept for sampling and evaluation; 0 = none. It changes no update.
         "ema_decay": Field("float", lambda v: 0.0 <= v < 1.0, "a number in [0, 1) (0: no EMA)",
                            default=0.0),
+        # gamma of a power-function EMA (decay min(ema_decay, (1 - 1/t)^(gamma+1)) at G
+        # update t: an average over the last ~1/(gamma+2) of the run); 0 = a constant decay.
+        "ema_power": Field("float", lambda v: v >= 0.0, "a number >= 0 (0: a constant decay)",
+                           default=0.0),
         "real_label": _unit(),
         "k": Field("int", lambda v: v >= 1, "an integer >= 1 (D updates per G update)"),
         "update_rule": _choice(state.UPDATES),
@@ -247,6 +251,10 @@ def check(config: Any, num_devices: int, fields: dict[str, Any] | None = None) -
     raise UserError(f"config.gan.k is {config.gan.k} but config.gan.update_rule is "
                     f"'simultaneous', which uses one minibatch per iteration; set "
                     f"--config.gan.k=1 or --config.gan.update_rule=alternating.")
+  if config.gan.get("ema_power", 0.0) and not config.gan.get("ema_decay", 0.0):
+    raise UserError(f"config.gan.ema_power is {config.gan.ema_power}, which shapes G's EMA, "
+                    f"but config.gan.ema_decay is 0 (no EMA). Set --config.gan.ema_decay to the "
+                    f"cap on the decay (e.g. 0.99999), or --config.gan.ema_power=0.")
   if config.gan.get("r1_gamma", 0.0) and config.gan.get("gp_weight", 0.0):
     raise UserError(f"config.gan.r1_gamma={config.gan.r1_gamma} and config.gan.gp_weight="
                     f"{config.gan.gp_weight} both regularise D; choose one and set the other "

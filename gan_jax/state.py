@@ -60,6 +60,12 @@ class GAN:
     real_label: initial D target for real data; < 1 is one-sided label smoothing.
     ema_decay: 0 (no EMA), or the initial decay of an exponential moving average of
       G's parameters, updated after every G update: ``ema <- d * ema + (1 - d) * params``.
+    ema_power: 0 (the decay is constant), or gamma > 0 of a power-function EMA
+      (Karras et al. 2024, "Analyzing and improving the training dynamics of diffusion
+      models", sec. 3.1): at G update t the decay is ``min(ema_decay, (1 - 1/t)^(gamma+1))``,
+      so the EMA is an average of all of G's iterates weighted by about ``t^gamma``: it
+      spans the last ~1/(gamma + 2) of the run at every length (early on it is short and
+      sharp, late in a long run long), and ``ema_decay`` caps how long it gets.
     k: D updates per G update in the alternating mode (Algorithm 1).
     update_rule: ``"alternating"`` (Algorithm 1: k D steps, then a G step on fresh
       noise) or ``"simultaneous"`` (the authors' MNIST run: both players'
@@ -81,6 +87,7 @@ class GAN:
   d_regularizer: Any = None
   real_label: float = 1.0
   ema_decay: float = 0.0
+  ema_power: float = 0.0
   k: int = 1
   update_rule: str = "alternating"
 
@@ -109,6 +116,12 @@ class GAN:
       raise bad("real_label", self.real_label, "it must be a number in (0, 1]")
     if not (isinstance(self.ema_decay, (int, float)) and 0.0 <= self.ema_decay < 1.0):
       raise bad("ema_decay", self.ema_decay, "it must be a number in [0, 1) (0: no EMA)")
+    if not (isinstance(self.ema_power, (int, float)) and not isinstance(self.ema_power, bool)
+            and self.ema_power >= 0.0):
+      raise bad("ema_power", self.ema_power, "it must be a number >= 0 (0: a constant decay)")
+    if self.ema_power > 0.0 and self.ema_decay == 0.0:
+      raise bad("ema_power", self.ema_power, "it shapes an EMA, but ema_decay is 0 (no EMA); "
+                "set ema_decay > 0 (the cap on the decay, e.g. 0.99999)")
     losses.resolve(self.g_loss, "g")
     losses.resolve(self.d_loss, "d")
     if self.d_regularizer is not None and not callable(self.d_regularizer):

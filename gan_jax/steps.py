@@ -102,11 +102,22 @@ def _update(opt: optax.GradientTransformation, grads, player: PlayerState,
   return PlayerState(optax.apply_updates(player.params, updates), collections, opt_state)
 
 
-def _ema(state: GANState, g: PlayerState) -> Any:
-  """The EMA after a G update: decay * ema + (1 - decay) * new params."""
+def ema_decay_at(gan: GAN, decay: jax.Array, t: jax.Array) -> jax.Array:
+  """The EMA's decay at G update ``t`` (1, 2, ...): ``decay``, or with ``gan.ema_power`` =
+  gamma > 0, ``min(decay, (1 - 1/t)^(gamma + 1))`` (0 at the first update)."""
+  if gan.ema_power == 0.0:
+    return decay
+  t = jnp.maximum(jnp.asarray(t, jnp.float32), 1.0)
+  return jnp.minimum(decay, (1.0 - 1.0 / t) ** (gan.ema_power + 1.0))
+
+
+def _ema(gan: GAN, state: GANState, g: PlayerState) -> Any:
+  """The EMA after the G update of iteration ``state.step + 1``: decay * ema + (1 - decay) *
+  new params."""
   if state.ema_params is None:
     return None
-  return optax.incremental_update(g.params, state.ema_params, 1.0 - state.hparams["ema_decay"])
+  decay = ema_decay_at(gan, state.hparams["ema_decay"], state.step + 1)
+  return optax.incremental_update(g.params, state.ema_params, 1.0 - decay)
 
 
 def _d_loss(gan: GAN, state: GANState, real_out, fake_out) -> jax.Array:
@@ -215,7 +226,7 @@ def g_step(gan: GAN, state: GANState, rng: jax.Array, batch_size: int, *,
   grads = _pmean(grads, axis_name)
   new_g = _update(gan.g_optimizer, grads, state.g, _pmean_floats(g_cols, axis_name))
   metrics = _pmean({"g_loss": g_loss, "g_grad_norm": global_norm(grads)}, axis_name)
-  return state.replace(g=new_g, ema_params=_ema(state, new_g)), metrics
+  return state.replace(g=new_g, ema_params=_ema(gan, state, new_g)), metrics
 
 
 def simultaneous_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Array, *,
@@ -276,7 +287,7 @@ def simultaneous_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Arr
   metrics.update(_d_metrics(real_out, fake_out, d_loss, d_grads))
   metrics.update(g_loss=g_loss, g_grad_norm=global_norm(g_grads))
   metrics = _pmean(metrics, axis_name)
-  return state.replace(d=new_d, g=new_g, ema_params=_ema(state, new_g)), metrics
+  return state.replace(d=new_d, g=new_g, ema_params=_ema(gan, state, new_g)), metrics
 
 
 def train_step(gan: GAN, state: GANState, real_batches: Batch, rng: jax.Array, *,

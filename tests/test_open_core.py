@@ -159,6 +159,32 @@ def test_ema_equals_the_average_of_the_parameter_snapshots_by_hand():
   assert_trees_close(new.ema_params, expect, rtol=1e-6, atol=1e-8)
 
 
+def test_a_power_ema_weights_update_tau_by_tau_to_the_gamma_plus_one_minus_its_predecessor():
+  # With decay (1 - 1/t)^(g+1) at update t the recursion telescopes: after t updates the EMA
+  # is sum_tau (tau^(g+1) - (tau-1)^(g+1)) / t^(g+1) * params_tau, weights ~ tau^g.
+  gamma, n = 3.0, 6
+  gan = tiny_gan(ema_decay=0.99999, ema_power=gamma, update_rule="simultaneous")
+  state = gan_jax.init_state(gan, jax.random.key(0), np.zeros((1, 12)))
+  step = jax.jit(functools.partial(gan_jax.train_step, gan))
+  x = jax.random.uniform(jax.random.key(1), (1, 16, 12))
+  snapshots = []
+  for i in range(n):
+    state, _ = step(state, x, jax.random.key(i))
+    snapshots.append(state.g.params)
+    if i == 0:  # the first update's decay is 0: the EMA is G itself
+      assert_trees_close(state.ema_params, state.g.params, rtol=0, atol=0)
+  w = [(t ** (gamma + 1) - (t - 1) ** (gamma + 1)) / n ** (gamma + 1) for t in range(1, n + 1)]
+  expect = jax.tree.map(lambda *ps: sum(wi * p for wi, p in zip(w, ps)), *snapshots)
+  assert_trees_close(state.ema_params, expect, rtol=1e-5, atol=1e-7)
+  # ema_decay caps the decay; gamma = 0 leaves it constant.
+  got = [float(gan_jax.steps.ema_decay_at(tiny_gan(ema_decay=0.5, ema_power=1.0), 0.5, t))
+         for t in (1, 2, 3, 100)]
+  np.testing.assert_allclose(got, [0.0, 0.25, 4 / 9, 0.5], rtol=1e-6)
+  assert float(gan_jax.steps.ema_decay_at(tiny_gan(), 0.9, 1)) == pytest.approx(0.9)
+  with pytest.raises(ValueError, match="ema_decay is 0"):
+    tiny_gan(ema_decay=0.0, ema_power=2.0)
+
+
 def test_no_ema_means_none_in_the_state_and_generate_refuses_ema_true():
   gan = tiny_gan()
   state = gan_jax.init_state(gan, jax.random.key(0), np.zeros((1, 12)))

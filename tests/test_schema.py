@@ -66,6 +66,9 @@ def test_the_shipped_gan_configs_pass(path, arg):
     (dict(evaluation__parzen="yes"), r"config\.evaluation\.parzen is 'yes' \(str\); it must "
                                      r"be True or False"),
     (dict(parallel="tpu"), r"config\.parallel is 'tpu'"),
+    (dict(gan__ema_power=-1.0), r"config\.gan\.ema_power is -1\.0; it must be a number >= 0"),
+    (dict(gan__ema_decay=0.0, gan__ema_power=7.0), r"config\.gan\.ema_power is 7\.0, which "
+                                                   r"shapes G's EMA, but config\.gan\.ema_decay"),
 ])
 def test_bad_field_is_named(changes, message):
   with pytest.raises(UserError, match=message):
