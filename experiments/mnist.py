@@ -94,10 +94,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # d_loss "bce" is the paper's D loss; ema_decay keeps an exponential moving average of
   # G's weights for samples and evaluation (it changes no update; 0 = none); both G and
-  # its EMA are scored at every evaluation.
+  # its EMA are scored at every evaluation. ema_power = gamma > 0 makes it a power-function
+  # EMA, decay min(ema_decay, (1 - 1/t)^(gamma+1)) at update t: an average over about the
+  # last 1/(gamma+2) of the run, however long (e.g. ema_decay=0.99999, ema_power=7).
   config.gan = ml_collections.ConfigDict(dict(
       g_loss="non_saturating", d_loss="bce", real_label=1.0, k=1, update_rule="simultaneous",
-      ema_decay=0.999))
+      ema_decay=0.999, ema_power=0.0))
 
   variants = set(arg.split(",")) if arg else set()
   if variants - {"smoke", "gaussian"}:
