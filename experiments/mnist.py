@@ -99,7 +99,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # last 1/(gamma+2) of the run, however long (e.g. ema_decay=0.99999, ema_power=7).
   config.gan = ml_collections.ConfigDict(dict(
       g_loss="non_saturating", d_loss="bce", real_label=1.0, k=1, update_rule="simultaneous",
-      ema_decay=0.999, ema_power=0.0))
+      ema_decay=0.999, ema_power=0.0,
+      grad_norms=True))  # d_grad_norm / g_grad_norm every step (False: ~10% faster on a CPU)
 
   variants = set(arg.split(",")) if arg else set()
   if variants - {"smoke", "gaussian"}:

@@ -64,6 +64,7 @@ def make_gan(config: Any, *, data_dim: int, batches_per_epoch: int,
       ema_power=config.gan.get("ema_power", 0.0),
       k=config.gan.k,
       update_rule=config.gan.update_rule,
+      grad_norms=config.gan.get("grad_norms", True),
   )
 
 

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gan_jax import build, evaluate, experiment, schema, sweep, toy, visualize
+from gan_jax.errors import UserError
 from gan_jax.experiment import Data
 from gan_jax.loop import SamplerSource
 from gan_jax.schema import Field
@@ -89,6 +90,14 @@ class Ring2D(experiment.Experiment):
       "d_warmup_steps": _COUNT,
   }
   resumable = ("num_eval_samples", "min_share")
+
+  @classmethod
+  def check(cls, config, num_devices) -> None:
+    super().check(config, num_devices)
+    if not config.gan.get("grad_norms", True):
+      raise UserError("config.gan.grad_norms is False, but this experiment measures G's "
+                      "gradient norm over the first config.early_steps steps (the minimax "
+                      "loss's saturation); leave it True.")
 
   def load_data(self) -> Data:
     d = self.config.data

@@ -91,6 +91,9 @@ COMMON: dict[str, Any] = {
         # update t: an average over the last ~1/(gamma+2) of the run); 0 = a constant decay.
         "ema_power": Field("float", lambda v: v >= 0.0, "a number >= 0 (0: a constant decay)",
                            default=0.0),
+        # d_grad_norm / g_grad_norm recorded at every step (about a tenth of the paper's
+        # MNIST iteration on a CPU); False leaves them out of the metrics.
+        "grad_norms": Field("bool", default=True),
         "real_label": _unit(),
         "k": Field("int", lambda v: v >= 1, "an integer >= 1 (D updates per G update)"),
         "update_rule": _choice(state.UPDATES),
@@ -153,7 +156,7 @@ OPTIONAL_SECTIONS = ("g_optimizer",)
 RESUMABLE_CHANGES = ("num_train_steps", "log_every", "eval_every", "checkpoint_every",
                      "steps_per_call", "keep_checkpoints", "keep_every", "parallel", "sweep",
                      "on_divergence", "max_rollbacks", "data.manual_dir", "data.data_dir",
-                     "evaluation.")
+                     "evaluation.", "gan.grad_norms")
 # ... and these with a notice: the optimizers' hyperparameters (not their names).
 NOTICED_CHANGES = ("optimizer.", "g_optimizer.")
 

@@ -67,6 +67,9 @@ class GAN:
       spans the last ~1/(gamma + 2) of the run at every length (early on it is short and
       sharp, late in a long run long), and ``ema_decay`` caps how long it gets.
     k: D updates per G update in the alternating mode (Algorithm 1).
+    grad_norms: record each player's gradient norm (metrics ``d_grad_norm``,
+      ``g_grad_norm``) at every step; one more pass over both players' gradients, about a
+      tenth of the paper's MNIST iteration on a CPU. False leaves those metrics out.
     update_rule: ``"alternating"`` (Algorithm 1: k D steps, then a G step on fresh
       noise) or ``"simultaneous"`` (the authors' MNIST run: both players'
       gradients from one minibatch and the same samples, applied together).
@@ -90,6 +93,7 @@ class GAN:
   ema_power: float = 0.0
   k: int = 1
   update_rule: str = "alternating"
+  grad_norms: bool = True
 
   def __post_init__(self):
     def bad(field, value, need):

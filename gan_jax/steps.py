@@ -134,14 +134,16 @@ def _d_fn(gan: GAN, d: PlayerState, params: Any, rng: jax.Array) -> Callable[[ja
   return lambda x: apply_player(gan.discriminator, d, x, train=True, rng=rng, params=params)[0]
 
 
-def _d_metrics(real_out, fake_out, d_loss, d_grads) -> Metrics:
-  return {
+def _d_metrics(gan: GAN, real_out, fake_out, d_loss, d_grads) -> Metrics:
+  metrics = {
       "d_loss": d_loss,
       "value": losses.value_function(real_out, fake_out),
       "d_real": jnp.mean(jax.nn.sigmoid(real_out)),
       "d_fake": jnp.mean(jax.nn.sigmoid(fake_out)),
-      "d_grad_norm": global_norm(d_grads),
   }
+  if gan.grad_norms:
+    metrics["d_grad_norm"] = global_norm(d_grads)
+  return metrics
 
 
 def d_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Array, *,
@@ -159,8 +161,8 @@ def d_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Array, *,
 
   Returns:
     The new state and metrics ``d_loss``, ``value`` (V estimate), ``d_real``
-    (mean D(x)), ``d_fake`` (mean D(G(z))), ``d_grad_norm``, and ``d_reg`` when
-    D has a regulariser.
+    (mean D(x)), ``d_fake`` (mean D(G(z))), ``d_grad_norm`` (with ``gan.grad_norms``), and
+    ``d_reg`` when D has a regulariser.
   """
   z_key, drop_key = jax.random.split(rng)
   m = real_batch.shape[0]
@@ -194,7 +196,7 @@ def d_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Array, *,
       loss_fn, has_aux=True)(d.params)
   grads = _pmean(grads, axis_name)
   new_d = _update(gan.d_optimizer, grads, d, _pmean_floats(cols, axis_name))
-  metrics = _d_metrics(real_out, fake_out, d_loss, grads)
+  metrics = _d_metrics(gan, real_out, fake_out, d_loss, grads)
   if gan.d_regularizer is not None:
     metrics["d_reg"] = reg
   return state.replace(d=new_d), _pmean(metrics, axis_name)
@@ -211,7 +213,7 @@ def g_step(gan: GAN, state: GANState, rng: jax.Array, batch_size: int, *,
   D is untouched; ``state.step`` is not advanced.
 
   Returns:
-    The new state and metrics ``g_loss``, ``g_grad_norm``.
+    The new state and metrics ``g_loss``, ``g_grad_norm`` (with ``gan.grad_norms``).
   """
   z_key, drop_key = jax.random.split(rng)
   z = _noise(gan, z_key, batch_size, noise)
@@ -225,7 +227,10 @@ def g_step(gan: GAN, state: GANState, rng: jax.Array, batch_size: int, *,
   (g_loss, g_cols), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g.params)
   grads = _pmean(grads, axis_name)
   new_g = _update(gan.g_optimizer, grads, state.g, _pmean_floats(g_cols, axis_name))
-  metrics = _pmean({"g_loss": g_loss, "g_grad_norm": global_norm(grads)}, axis_name)
+  metrics = {"g_loss": g_loss}
+  if gan.grad_norms:
+    metrics["g_grad_norm"] = global_norm(grads)
+  metrics = _pmean(metrics, axis_name)
   return state.replace(g=new_g, ema_params=_ema(gan, state, new_g)), metrics
 
 
@@ -284,8 +289,10 @@ def simultaneous_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Arr
 
   new_d = _update(gan.d_optimizer, d_grads, d, _pmean_floats(d_cols, axis_name))
   new_g = _update(gan.g_optimizer, g_grads, g, _pmean_floats(g_cols, axis_name))
-  metrics.update(_d_metrics(real_out, fake_out, d_loss, d_grads))
-  metrics.update(g_loss=g_loss, g_grad_norm=global_norm(g_grads))
+  metrics.update(_d_metrics(gan, real_out, fake_out, d_loss, d_grads))
+  metrics["g_loss"] = g_loss
+  if gan.grad_norms:
+    metrics["g_grad_norm"] = global_norm(g_grads)
   metrics = _pmean(metrics, axis_name)
   return state.replace(d=new_d, g=new_g, ema_params=_ema(gan, state, new_g)), metrics
 
@@ -308,8 +315,8 @@ def train_step(gan: GAN, state: GANState, real_batches: Batch, rng: jax.Array, *
 
   Returns:
     The new state and the metrics of both players (D's from its last step):
-    ``d_loss, g_loss, value, d_real, d_fake, d_grad_norm, g_grad_norm`` (and
-    ``d_reg`` with a regulariser).
+    ``d_loss, g_loss, value, d_real, d_fake``, ``d_grad_norm, g_grad_norm`` (with
+    ``gan.grad_norms``) and ``d_reg`` (with a regulariser).
   """
   expected = gan.real_batches_per_step
   if real_batches.shape[0] != expected:

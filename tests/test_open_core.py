@@ -185,6 +185,23 @@ def test_a_power_ema_weights_update_tau_by_tau_to_the_gamma_plus_one_minus_its_p
     tiny_gan(ema_decay=0.0, ema_power=2.0)
 
 
+@pytest.mark.parametrize("update_rule", ["simultaneous", "alternating"])
+def test_grad_norms_off_leaves_the_norms_out_and_the_update_unchanged(update_rule):
+  x = jax.random.uniform(jax.random.key(1), (1, 16, 12))
+  out = {}
+  for on in (True, False):
+    gan = tiny_gan(update_rule=update_rule, grad_norms=on)
+    state = gan_jax.init_state(gan, jax.random.key(0), np.zeros((1, 12)))
+    for i in range(3):
+      state, metrics = jax.jit(functools.partial(gan_jax.train_step, gan))(
+          state, x, jax.random.key(i))
+    out[on] = state, metrics
+  assert {"d_grad_norm", "g_grad_norm"} <= set(out[True][1])
+  assert not {"d_grad_norm", "g_grad_norm"} & set(out[False][1])
+  assert set(out[True][1]) - set(out[False][1]) == {"d_grad_norm", "g_grad_norm"}
+  assert_trees_close(out[False][0], out[True][0], rtol=1e-6, atol=1e-7)
+
+
 def test_no_ema_means_none_in_the_state_and_generate_refuses_ema_true():
   gan = tiny_gan()
   state = gan_jax.init_state(gan, jax.random.key(0), np.zeros((1, 12)))

@@ -75,6 +75,15 @@ def test_bad_field_is_named(changes, message):
     schema.check(config_with(**changes), num_devices=1)
 
 
+def test_the_ring_refuses_grad_norms_off_it_measures_them():
+  from gan_jax import ring  # pylint: disable=import-outside-toplevel
+  config = load_config("experiments/ring_2d.py")
+  ring.Ring2D.check(config, num_devices=1)
+  config.gan.grad_norms = False
+  with pytest.raises(UserError, match=r"config\.gan\.grad_norms is False"):
+    ring.Ring2D.check(config, num_devices=1)
+
+
 def test_batch_that_does_not_split_over_the_devices():
   with pytest.raises(UserError, match=r"batch_size=100 does not divide over the 3 devices.*"
                                       r"--config\.batch_size=99"):
