@@ -7,7 +7,8 @@ Python loop over a jitted one-iteration step doing exactly the same work,
 (c) a naive loop feeding host minibatches to a jitted train_step; the
 hand-counted matmul FLOPs of one iteration (and XLA's own count); achieved
 GFLOP/s against one large fp32 matmul measured in the same run; and the
-cost of the dropout masks' random bits. Data are synthetic bytes of MNIST's
+cost of the dropout masks' random bits; rows without dropout, without G's EMA, without
+the per-step gradient norms, and the update alone show what each costs. Data are synthetic bytes of MNIST's
 shape: throughput does not depend on pixel values.
 """
 
@@ -153,6 +154,11 @@ def main():
   }
   if gan.has_ema:  # what keeping G's EMA costs
     runners["lax.scan loop, no EMA"] = scan_runner(no_ema, data, batch, args.chunk)
+  if gan.grad_norms:  # ... and the per-step gradient norms, with the update alone last
+    runners["lax.scan loop, no gradient norms"] = scan_runner(
+        dataclasses.replace(gan, grad_norms=False), data, batch, args.chunk)
+    runners["lax.scan loop, the update alone (no EMA, no gradient norms)"] = scan_runner(
+        dataclasses.replace(no_ema, grad_norms=False), data, batch, args.chunk)
   rates = interleaved_rates(runners, args.chunk, args.repeats)
   peak_after = common.matmul_gflops()
   ceiling = 1.0 / common.shape_matched_seconds(common.iteration_matmul_shapes(gan, batch, DATA_DIM))
@@ -179,7 +185,10 @@ def main():
   print(f"\nscan / per-step: {scan / per_step:.2f}x   scan / naive: {scan / naive:.2f}x   "
         f"dropout's share of an iteration: {100 * (1 - scan / scan_nodrop):.0f}%"
         + (f"   EMA's share: {100 * (1 - scan / rates['lax.scan loop, no EMA']):.0f}%"
-           if gan.has_ema else "") + "\n")
+           if gan.has_ema else "")
+        + (f"   gradient norms' share: "
+           f"{100 * (1 - scan / rates['lax.scan loop, no gradient norms']):.0f}%"
+           if gan.grad_norms else "") + "\n")
   rows = []
   for impl in ("threefry2x32", "rbg", "unsafe_rbg"):
     rows.append([impl, f"{mask_ms(gan, batch, impl, False):.2f}",

@@ -15,7 +15,10 @@ optimizer update each iteration: eager, with the modules and the update through
 torch.compile, and eager under bfloat16 autocast. gan_jax is timed as a user runs
 it: the lax.scan loop (TrainLoop), ``iterations`` iterations per compiled call, in
 float32 and in its bfloat16 compute mode. The rounds are interleaved so that
-drifts in machine load hit every row alike; the table shows medians. The run also
+drifts in machine load hit every row alike; the table shows medians. The first five
+rows time the update alone (gan_jax with ``gan.ema_decay=0`` and ``gan.grad_norms=False``);
+the last two add, on both sides, what experiments/mnist.py keeps beside the update: both
+players' gradient norms at every step and an EMA of G. The run also
 measures the machine's bf16/fp32 matmul ratio and prints the targets against it.
 
 Needs torch (`pip install torch`); without it the script says so and exits.
@@ -42,14 +45,17 @@ from gan_jax import build  # noqa: E402
 N_TRAIN, DATA_DIM = 50_000, 784
 
 
-def torch_runner(torch, config, data: np.ndarray, iterations: int, mode: str = "eager"):
+def torch_runner(torch, config, data: np.ndarray, iterations: int, mode: str = "eager",
+                 extras: bool = False):
   """The paper's GAN as a PyTorch loop; returns a call running ``iterations``.
 
   ``mode``: "eager"; "compile" (G, D and the optimizer update through torch.compile, so
   their forward and backward graphs are compiled, with autograd between them); "bf16"
   (eager under ``torch.autocast("cpu", torch.bfloat16)``: bf16 products, float32
   parameters, losses and updates). The optimizer update is one fused ``torch._foreach``
-  pass per step in every mode.
+  pass per step in every mode. ``extras``: also what gan_jax's MNIST config does beside the
+  update, each as one foreach pass: both players' gradient norms and an EMA of G (decay
+  ``config.gan.ema_decay``).
   """
   nn = torch.nn
   g_cfg, d_cfg = config.model.generator, config.model.discriminator
@@ -93,6 +99,8 @@ def torch_runner(torch, config, data: np.ndarray, iterations: int, mode: str = "
   g_params, d_params = list(g.parameters()), list(d.parameters())
   params = g_params + d_params
   velocity = [torch.zeros_like(p) for p in params]
+  ema = [p.detach().clone() for p in g_params]
+  ema_weight = 1.0 - config.gan.ema_decay
 
   def update(grads, lr, momentum):  # pylearn2's momentum: v <- m v - lr g; p <- p + v
     torch._foreach_mul_(velocity, momentum)
@@ -130,6 +138,10 @@ def torch_runner(torch, config, data: np.ndarray, iterations: int, mode: str = "
     momentum = opt.init_momentum + (opt.final_momentum - opt.init_momentum) * frac
     with torch.no_grad():  # scalars as tensors, so that the compiled update is not re-traced
       update(list(g_grads + d_grads), torch.tensor(lr), torch.tensor(momentum))
+      if extras:  # logged like gan_jax's metrics: one norm per player, and G's EMA
+        state["norms"] = [torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gr)))
+                          for gr in (d_grads, g_grads)]
+        torch._foreach_lerp_(ema, g_params, ema_weight)
     state["t"] = t + 1
     return d_loss
 
@@ -177,6 +189,11 @@ def main():
   bf16.model.dtype = "bfloat16"
   data = np.random.RandomState(0).randint(0, 256, (N_TRAIN, DATA_DIM)).astype(np.uint8)
   n = args.iterations
+  # The update alone on both sides: gan_jax without G's EMA and the per-step gradient
+  # norms, which its MNIST config adds (and PyTorch with the same two, in the last rows).
+  full = common.load_config("experiments/mnist.py")
+  for c in (config, bf16):
+    c.gan.ema_decay, c.gan.grad_norms = 0.0, False
   eager, compiled = "PyTorch eager (float32)", "PyTorch torch.compile (float32)"
   jax32, jax16 = "gan_jax lax.scan loop (float32)", "gan_jax lax.scan loop (bfloat16 compute)"
   runners = {
@@ -185,6 +202,10 @@ def main():
       "PyTorch eager (bfloat16 autocast)": torch_runner(torch, config, data, n, "bf16"),
       jax32: jax_runner(config, data, n),
       jax16: jax_runner(bf16, data, n),
+      "PyTorch eager (float32) + gradient norms + EMA of G":
+          torch_runner(torch, full, data, n, extras=True),
+      "gan_jax (float32) + gradient norms + EMA of G (experiments/mnist.py)":
+          jax_runner(full, data, n),
   }
   for call in runners.values():  # compile / warm up, and check the losses are finite
     assert np.isfinite(call())
