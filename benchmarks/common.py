@@ -59,6 +59,18 @@ def matmul_gflops(n: int = 2048, dtype=jnp.float32, repeats: int = 10) -> float:
   return 2 * n**3 / median_time(lambda: f(a, a), repeats) / 1e9
 
 
+def product_gflops(lhs: tuple[int, int], rhs: tuple[int, int], contract: tuple[int, int],
+                   dtype=jnp.float32, repeats: int = 30) -> float:
+  """Measured throughput of one 2-D ``dot_general`` contracting ``lhs`` axis ``contract[0]``
+  with ``rhs`` axis ``contract[1]``, operands in ``dtype``, float32 results."""
+  a = jax.random.normal(jax.random.key(0), lhs, jnp.float32).astype(dtype)
+  b = jax.random.normal(jax.random.key(1), rhs, jnp.float32).astype(dtype)
+  dims = (((contract[0],), (contract[1],)), ((), ()))
+  f = jax.jit(lambda x, y: jax.lax.dot_general(x, y, dims, preferred_element_type=jnp.float32))
+  m, n = lhs[1 - contract[0]], rhs[1 - contract[1]]
+  return 2 * m * n * lhs[contract[0]] / median_time(lambda: f(a, b), repeats) / 1e9
+
+
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
   """A Markdown table on stdout, ready to paste into a README."""
   cells = [[str(c) for c in r] for r in rows]
@@ -147,20 +159,22 @@ def iteration_matmul_shapes(gan, batch: int, data_dim: int) -> list[tuple[int, i
   return out
 
 
-def shape_matched_seconds(shapes: list[tuple[int, int, int]], reps: int = 30) -> float:
-  """Seconds the given matmuls take back to back at their own shapes (fp32).
+def shape_matched_seconds(shapes: list[tuple[int, int, int]], reps: int = 30,
+                          dtype=jnp.float32) -> float:
+  """Seconds the given matmuls take back to back at their own shapes (operands in ``dtype``,
+  float32 results).
 
   The best an iteration made of exactly these matmuls can do on this machine:
   small matmuls run well below the large-matmul peak.
   """
   total = 0.0
   for (m, k, n), count in sorted({s: shapes.count(s) for s in shapes}.items()):
-    a = jax.random.normal(jax.random.key(0), (m, k), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (k, n), jnp.float32)
+    a = jax.random.normal(jax.random.key(0), (m, k), jnp.float32).astype(dtype)
+    b = jax.random.normal(jax.random.key(1), (k, n), jnp.float32).astype(dtype)
 
     def body(c, _, a=a, b=b):
       a_ = jax.lax.optimization_barrier(a)  # keep the product inside the loop
-      return c + jnp.dot(a_, b)[0, 0], None
+      return c + jnp.dot(a_, b, preferred_element_type=jnp.float32)[0, 0], None
 
     f = jax.jit(lambda: jax.lax.scan(body, jnp.float32(0), None, length=reps)[0])
     total += count * median_time(f, 3) / reps
