@@ -28,6 +28,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from gan_jax import steps
 from gan_jax.state import GAN, GANState, sample_latent
 
+
+@jax.jit
+def _drop_device_axis(tree: Any) -> Any:
+  return jax.tree.map(lambda x: x[0], tree)
+
+
 AXIS = "batch"
 PARALLEL_MODES = ("pmap", "shard_map", "none")
 Metrics = dict[str, jax.Array]
@@ -294,12 +300,17 @@ class TrainLoop:
 
   def get_state(self, dstate: Any) -> Any:
     """One copy of the state (or any tree placed by this loop) on a device of this process."""
+    if self.parallel == "pmap" and jax.process_count() == 1:
+      # [devices, ...]: the first row of every leaf. Each leaf's first shard already sits on
+      # one device, so one small single-device program drops the axis for the whole tree.
+      # Indexing each leaf instead would launch one program over all the devices per leaf:
+      # dozens in flight, and on XLA:CPU a launch that waits for room in a device's queue
+      # holds a thread of the pool that the collectives of the training program need.
+      return _drop_device_axis(jax.tree.map(lambda x: x.addressable_data(0), dstate))
     return jax.tree.map(self._local_copy, dstate)
 
   def _local_copy(self, x: jax.Array) -> jax.Array:
-    if self.parallel == "pmap":  # [devices, ...]: this process's first row
-      if jax.process_count() == 1:
-        return x[0]
+    if self.parallel == "pmap":
       # In a multi-process run: a host copy of this process's first shard, sliced in NumPy.
       # Indexing the array itself would run a computation, and process 0 reads state
       # (for its logs) that the others do not: the processes' sequences of programs
