@@ -58,6 +58,25 @@ def global_norm(tree: PyTree) -> jax.Array:
   return jnp.sqrt(total)
 
 
+def join(tree: PyTree) -> PyTree:
+  """``tree`` unchanged in value, with each leaf computed after all of the leaves.
+
+  Adds to each leaf an exact zero (0 times whether the first element of each leaf
+  is NaN: 0 even for NaN or inf) that depends on every leaf. A step's gradients pass
+  through this before the optimizers: every read of a parameter inside the step (a
+  backward pass reads the weights of the layers above; the simultaneous step reads
+  D's weights for G's gradient) is then an ancestor of that parameter's update, so
+  XLA updates the loop-carried weights in place instead of copying each of them at
+  the top of every iteration.
+  """
+  leaves = [x for x in jax.tree.leaves(tree) if x.size]
+  if not leaves:
+    return tree
+  probe = sum(jnp.isnan(x.reshape(-1)[0]).astype(jnp.float32) for x in leaves)
+  zero = probe * 0.0
+  return jax.tree.map(lambda x: x + zero.astype(x.dtype), tree)
+
+
 def apply_player(module: Any, player: PlayerState, x: jax.Array, *, train: bool,
                  rng: jax.Array | None = None, params: Any = None
                  ) -> tuple[jax.Array, dict[str, Any]]:
@@ -194,7 +213,7 @@ def d_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Array, *,
 
   (_, (d_loss, reg, real_out, fake_out, cols)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(d.params)
-  grads = _pmean(grads, axis_name)
+  grads = join(_pmean(grads, axis_name))
   new_d = _update(gan.d_optimizer, grads, d, _pmean_floats(cols, axis_name))
   metrics = _d_metrics(gan, real_out, fake_out, d_loss, grads)
   if gan.d_regularizer is not None:
@@ -225,7 +244,7 @@ def g_step(gan: GAN, state: GANState, rng: jax.Array, batch_size: int, *,
     return _g_loss(gan, state, out), g_cols
 
   (g_loss, g_cols), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g.params)
-  grads = _pmean(grads, axis_name)
+  grads = join(_pmean(grads, axis_name))
   new_g = _update(gan.g_optimizer, grads, state.g, _pmean_floats(g_cols, axis_name))
   metrics = {"g_loss": g_loss}
   if gan.grad_norms:
@@ -285,7 +304,7 @@ def simultaneous_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Arr
     metrics["d_reg"] = reg
   _, sample_ct = fake_vjp(g_ct)  # dG_loss / dG(z): [m, ...]
   (g_grads,) = g_vjp(sample_ct)
-  d_grads, g_grads = _pmean((d_grads, g_grads), axis_name)
+  d_grads, g_grads = join(_pmean((d_grads, g_grads), axis_name))
 
   new_d = _update(gan.d_optimizer, d_grads, d, _pmean_floats(d_cols, axis_name))
   new_g = _update(gan.g_optimizer, g_grads, g, _pmean_floats(g_cols, axis_name))

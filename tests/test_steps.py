@@ -1,5 +1,6 @@
 import dataclasses
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +10,7 @@ import pytest
 from conftest import FEATURES, LATENT, assert_trees_close, assert_trees_equal, tiny_gan
 
 import gan_jax
-from gan_jax import losses
+from gan_jax import losses, steps
 
 M = 8
 # The steps with the spec (and g_step's batch size) static, as users jit them.
@@ -176,3 +177,54 @@ def test_uniform_latent_has_unit_variance():
   assert z.shape == (20000, LATENT)
   assert float(jnp.abs(z).max()) <= 3**0.5
   np.testing.assert_allclose(np.var(np.asarray(z), axis=0), 1.0, atol=0.03)
+
+
+def test_join_adds_an_exact_zero_even_beside_nan_and_inf():
+  tree = {"a": jnp.array([1.5, -2.0]), "b": jnp.array([[jnp.nan, 3.0]]),
+          "c": jnp.array([jnp.inf]), "empty": jnp.zeros((0,))}
+  out = jax.jit(steps.join)(tree)
+  assert_trees_equal(out, tree)  # NaN == NaN here: assert_array_equal treats them as equal
+  assert np.isinf(out["c"][0]) and not np.isnan(out["a"]).any()
+
+
+def _kernel_copies_in_loop_bodies(hlo: str, shapes: set[str]) -> list[str]:
+  """The copies of weight-shaped float32 arrays inside the while-loop bodies of ``hlo``."""
+  bodies = set(re.findall(r"body=%?([\w.\-]+)", hlo))
+  found, current = [], None
+  for line in hlo.splitlines():
+    head = re.match(r"^(?:ENTRY )?%?([\w.\-]+) ", line)
+    if head and line.rstrip().endswith("{"):
+      current = head.group(1)
+    elif current in bodies:
+      copy = re.search(r"= (f32\[[\d,]+\])\{[^}]*\} copy\(", line)
+      if copy and copy.group(1) in shapes:
+        found.append(copy.group(1))
+  return found
+
+
+@pytest.mark.parametrize("update_rule", ["alternating", "simultaneous"])
+def test_the_loop_updates_weights_in_place_and_join_changes_no_update(update_rule, monkeypatch):
+  # Without join, a backward pass's read of a weight (of the layer above, or D's for G's
+  # gradient) is not an ancestor of that weight's update, and XLA copies the weight at the
+  # top of every iteration. With it: no copies, and the same state bit for bit.
+  data = np.random.RandomState(0).randint(0, 256, (240, FEATURES)).astype(np.uint8)
+  gan = tiny_gan(keep=0.8, update_rule=update_rule, ema_decay=0.9)
+  state = gan_jax.init_state(gan, jax.random.key(0), data[:2])
+  shapes = {"f32[" + ",".join(map(str, x.shape)) + "]"
+            for x in jax.tree.leaves((state.g.params, state.d.params)) if x.ndim == 2}
+
+  def run(join):
+    monkeypatch.setattr(steps, "join", join)
+    chunk = jax.jit(functools.partial(gan_jax.loop.run_chunk, gan,
+                                      gan_jax.ArraySource(len(data)), num_steps=5,
+                                      global_batch=M))
+    compiled = chunk.lower(state, data, jax.random.key(1)).compile()
+    out, metrics = compiled(state, data, jax.random.key(1))
+    return _kernel_copies_in_loop_bodies(compiled.as_text(), shapes), out, metrics
+
+  joined_copies, joined, joined_metrics = run(steps.join)
+  plain_copies, plain, plain_metrics = run(lambda tree: tree)
+  assert plain_copies, "the check no longer sees the copies it guards against"
+  assert joined_copies == []
+  assert_trees_equal(joined, plain)
+  assert_trees_close(joined_metrics, plain_metrics, rtol=1e-6)
