@@ -132,8 +132,11 @@ def test_conv_players_train_under_vmap_own_scan_and_pmap(conv):
   p_out, p_metrics = jax.pmap(
       lambda s, x, k: gan_jax.train_step(gan, s, x, k, axis_name="b"), axis_name="b",
       in_axes=(0, 0, None))(rep, shards, keys[0])
+  # Read back to the host before slicing: indexing a device-sharded array runs a program
+  # over all the devices per leaf.
+  p_out = jax.device_get(p_out)
   for leaf in jax.tree.leaves(p_out):
-    np.testing.assert_allclose(leaf[1:], jnp.broadcast_to(leaf[:1], leaf.shape)[1:], atol=1e-6)
+    np.testing.assert_allclose(leaf[1:], np.broadcast_to(leaf[:1], leaf.shape)[1:], atol=1e-6)
   assert np.isfinite(p_metrics["d_loss"]).all()
   assert changed(jax.tree.map(lambda x: x[0], p_out.g.collections), states[0].g.collections)
 

@@ -145,7 +145,7 @@ def test_pmean_over_devices_equals_the_whole_batch(update_rule):
   shard = lambda x: x.reshape(x.shape[0], 4, 4, *x.shape[2:]).swapaxes(0, 1)
   par = jax.pmap(lambda s, r, k, z: gan_jax.train_step(gan, s, r, k, axis_name="d", noise=z),
                  axis_name="d", in_axes=(None, 0, None, 0))
-  split, sm = par(state, shard(real), jax.random.key(7), shard(z))
+  split, sm = jax.device_get(par(state, shard(real), jax.random.key(7), shard(z)))
   assert_trees_close(jax.tree.map(lambda x: x[0], split.d_params), whole.d_params, rtol=1e-5,
                      atol=1e-6)
   assert_trees_close(jax.tree.map(lambda x: x[0], split.g_params), whole.g_params, rtol=1e-5,
