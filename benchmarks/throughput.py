@@ -8,7 +8,8 @@ Python loop over a jitted one-iteration step doing exactly the same work,
 hand-counted matmul FLOPs of one iteration (and XLA's own count); achieved
 GFLOP/s against one large fp32 matmul measured in the same run; and the
 cost of the dropout masks' random bits; rows without dropout, without G's EMA, without
-the per-step gradient norms, and the update alone show what each costs. Data are synthetic bytes of MNIST's
+the per-step gradient norms, and the update alone show what each costs; the update alone
+traced without ``steps.join`` shows what updating the weights in place saves. Data are synthetic bytes of MNIST's
 shape: throughput does not depend on pixel values.
 """
 
@@ -34,6 +35,8 @@ from gan_jax import build, loop as loop_lib, models, steps  # noqa: E402
 from benchmarks import common  # noqa: E402
 
 N_TRAIN, DATA_DIM = 50_000, 784
+UPDATE_ALONE = "lax.scan loop, the update alone (no EMA, no gradient norms)"
+UPDATE_ALONE_COPIED = "the update alone, weights copied each iteration (no steps.join)"
 
 
 def scan_runner(gan, data, batch, chunk):
@@ -84,6 +87,18 @@ def naive_runner(gan, data, batch, chunk):
     return metrics
 
   return call
+
+
+def without_join(call):
+  """``call`` traced with ``steps.join`` as the identity: the loop as it was before the
+  gradients were joined, when XLA copied the weights a backward pass reads every iteration."""
+  def patched():
+    saved, steps.join = steps.join, (lambda tree: tree)
+    try:
+      return call()
+    finally:
+      steps.join = saved
+  return patched
 
 
 def interleaved_rates(runners: dict, chunk: int, repeats: int) -> dict:
@@ -157,8 +172,9 @@ def main():
   if gan.grad_norms:  # ... and the per-step gradient norms, with the update alone last
     runners["lax.scan loop, no gradient norms"] = scan_runner(
         dataclasses.replace(gan, grad_norms=False), data, batch, args.chunk)
-    runners["lax.scan loop, the update alone (no EMA, no gradient norms)"] = scan_runner(
-        dataclasses.replace(no_ema, grad_norms=False), data, batch, args.chunk)
+    alone = dataclasses.replace(no_ema, grad_norms=False)
+    runners[UPDATE_ALONE] = scan_runner(alone, data, batch, args.chunk)
+    runners[UPDATE_ALONE_COPIED] = without_join(scan_runner(alone, data, batch, args.chunk))
   rates = interleaved_rates(runners, args.chunk, args.repeats)
   peak_after = common.matmul_gflops()
   ceiling = 1.0 / common.shape_matched_seconds(common.iteration_matmul_shapes(gan, batch, DATA_DIM))
@@ -188,7 +204,11 @@ def main():
            if gan.has_ema else "")
         + (f"   gradient norms' share: "
            f"{100 * (1 - scan / rates['lax.scan loop, no gradient norms']):.0f}%"
-           if gan.grad_norms else "") + "\n")
+           if gan.grad_norms else ""))
+  if UPDATE_ALONE in rates:
+    print(f"weights updated in place (steps.join) / copied: "
+          f"{rates[UPDATE_ALONE] / rates[UPDATE_ALONE_COPIED]:.3f}x")
+  print()
   rows = []
   for impl in ("threefry2x32", "rbg", "unsafe_rbg"):
     rows.append([impl, f"{mask_ms(gan, batch, impl, False):.2f}",
