@@ -1,16 +1,16 @@
 """Training throughput of the paper's MNIST GAN on this machine, and where the time goes.
 
-  python benchmarks/throughput.py [--config experiments/mnist.py] [--seconds 60]
+  python benchmarks/throughput.py [--config experiments/mnist.py] [--chunk 100] [--repeats 7]
 
 Prints one table: iterations/s of (a) the lax.scan loop (TrainLoop), (b) a
 Python loop over a jitted one-iteration step doing exactly the same work,
 (c) a naive loop feeding host minibatches to a jitted train_step; the
 hand-counted matmul FLOPs of one iteration (and XLA's own count); achieved
 GFLOP/s against one large fp32 matmul measured in the same run; and the
-cost of the dropout masks' random bits; rows without dropout, without G's EMA, without
-the per-step gradient norms, and the update alone show what each costs; the update alone
-traced without ``steps.join`` shows what updating the weights in place saves. Data are synthetic bytes of MNIST's
-shape: throughput does not depend on pixel values.
+cost of the dropout masks' random bits. Rows without dropout, without G's EMA, without
+the per-step gradient norms, and the update alone show what each costs; the update
+alone traced without ``steps.join`` shows what updating the weights in place saves.
+Data are synthetic bytes of MNIST's shape: throughput does not depend on pixel values.
 """
 
 from __future__ import annotations
