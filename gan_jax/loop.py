@@ -300,25 +300,22 @@ class TrainLoop:
 
   def get_state(self, dstate: Any) -> Any:
     """One copy of the state (or any tree placed by this loop) on a device of this process."""
-    if self.parallel == "pmap" and jax.process_count() == 1:
-      # [devices, ...]: the first row of every leaf. Each leaf's first shard already sits on
-      # one device, so one small single-device program drops the axis for the whole tree.
-      # Indexing each leaf instead would launch one program over all the devices per leaf:
-      # dozens in flight, and on XLA:CPU a launch that waits for room in a device's queue
-      # holds a thread of the pool that the collectives of the training program need.
-      return _drop_device_axis(jax.tree.map(lambda x: x.addressable_data(0), dstate))
-    return jax.tree.map(self._local_copy, dstate)
-
-  def _local_copy(self, x: jax.Array) -> jax.Array:
-    if self.parallel == "pmap":
-      # In a multi-process run: a host copy of this process's first shard, sliced in NumPy.
-      # Indexing the array itself would run a computation, and process 0 reads state
-      # (for its logs) that the others do not: the processes' sequences of programs
-      # would differ and the next collective would wait forever.
-      return np.asarray(x.addressable_data(0))[0]
-    if self.parallel == "shard_map" and not x.is_fully_addressable:
-      return x.addressable_data(0)  # replicated: any local shard is the whole value
-    return x
+    if self.parallel == "pmap":  # [devices, ...]: the first row of this process's first shard
+      firsts = jax.tree.map(lambda x: x.addressable_data(0), dstate)  # [1, ...] each, no program
+      if jax.process_count() == 1:
+        # One small single-device program drops the axis for the whole tree. Indexing each
+        # leaf of the sharded tree would launch one program over all the devices per leaf:
+        # dozens in flight, and on XLA:CPU a launch that waits for room in a device's queue
+        # holds a thread of the pool that the collectives of the training program need.
+        return _drop_device_axis(firsts)
+      # In a multi-process run: host copies, sliced in NumPy. A computation here would run
+      # on process 0 alone (it reads state for its logs, the others do not): the processes'
+      # sequences of programs would differ and the next collective would wait forever.
+      return jax.tree.map(lambda x: np.asarray(x)[0], firsts)
+    if self.parallel == "shard_map":  # replicated: any local shard is the whole value
+      return jax.tree.map(lambda x: x if x.is_fully_addressable else x.addressable_data(0),
+                          dstate)
+    return dstate
 
   def __call__(self, dstate: GANState, data: Any, key: jax.Array
                ) -> tuple[GANState, Metrics]:
