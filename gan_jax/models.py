@@ -87,35 +87,36 @@ def dropout(x: jax.Array, keep: float, key: jax.Array) -> jax.Array:
   return jnp.where(mask, x * jnp.asarray(1.0 / realised, x.dtype), jnp.zeros((), x.dtype))
 
 
-def _maxout_fold(z: jax.Array, pieces: int, width: int) -> tuple[jax.Array, jax.Array]:
-  """The max over ``pieces`` piece-major slabs of z [..., pieces * width], and the index of
-  the slab that holds it (the first on ties; a NaN wins, so that it propagates)."""
+def _maxout_fold(z: jax.Array, pieces: int, width: int) -> jax.Array:
+  """The max over ``pieces`` piece-major slabs of z [..., pieces * width] (a NaN in any
+  slab propagates)."""
   h = z[..., :width]
-  dtype = jnp.int8 if pieces <= 127 else jnp.int32
-  index = jnp.zeros(h.shape, dtype)
   for p in range(1, pieces):
     zp = z[..., p * width:(p + 1) * width]
-    wins = (zp > h) | jnp.isnan(zp)
-    h = jnp.where(wins, zp, h)
-    index = jnp.where(wins, jnp.asarray(p, dtype), index)
-  return h, index
+    h = jnp.where((zp > h) | jnp.isnan(zp), zp, h)
+  return h
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
 def _maxout(z: jax.Array, pieces: int, width: int) -> jax.Array:
   """Max over ``pieces`` piece-major slabs of z [..., pieces * width] -> [..., width].
 
-  Its gradient goes to the slab that holds the max, in one pass (a select per slab,
-  concatenated) from the int8 index kept by the forward pass. Differentiating the fold
-  of maxima instead made XLA:CPU pad and add each slab's gradient (six passes of
-  [B, 1200] per iteration of the paper's D), and jnp.max's gradient divides by the
-  count of elements equal to the max, which unoptimised XLA builds can make 0.
+  Its gradient goes to the slab that holds the max (the first on ties, a NaN's slab if
+  any), in one pass (a select per slab, concatenated) from an int8 index that the forward
+  pass computes with ``lax.argmax``. Differentiating the fold of maxima instead made
+  XLA:CPU pad and add each slab's gradient (six passes of [B, 1200] per iteration of the
+  paper's D); an index computed by a fold of selects was fused into each of the five
+  selects of the backward pass, so every slab's gradient re-read all five slabs, where
+  argmax, a reduction, is computed once; and jnp.max's gradient divides by the count of
+  elements equal to the max, which unoptimised XLA builds can make 0.
   """
-  return _maxout_fold(z, pieces, width)[0]
+  return _maxout_fold(z, pieces, width)
 
 
 def _maxout_fwd(z, pieces, width):
-  return _maxout_fold(z, pieces, width)
+  slabs = z.reshape(z.shape[:-1] + (pieces, width))
+  index = lax.argmax(slabs, z.ndim - 1, jnp.int32)
+  return _maxout_fold(z, pieces, width), index.astype(jnp.int8 if pieces <= 127 else jnp.int32)
 
 
 def _maxout_bwd(pieces, width, index, g):
