@@ -160,8 +160,27 @@ def _bf16_matmul_bwd(res, ct):
   dx = lax.dot_general(ctb, wb, (((ct.ndim - 1,), (1,)), ((), ())),
                        preferred_element_type=jnp.float32)
   x2, ct2 = xb.reshape(-1, xb.shape[-1]), ctb.reshape(-1, ctb.shape[-1])
-  dw = lax.dot_general(x2, ct2, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
-  return dx.astype(x_like.dtype), dw.astype(w_like.dtype)
+  return dx.astype(x_like.dtype), _weight_gradient(x2, ct2).astype(w_like.dtype)
+
+
+def _weight_gradient(x: jax.Array, ct: jax.Array) -> jax.Array:
+  """x^T @ ct for bfloat16 x [N, I] and ct [N, O], accumulated in float32.
+
+  XLA:CPU runs a product that contracts both operands' first axis with a generic kernel
+  that first converts bfloat16 operands to float32, so the bf16 units sit idle: 0.93 ms
+  for N = 100, I = O = 1200 on a CPU with AMX. As x^T [I, N'] @ ct [N', O], the rows
+  padded with zeros to N' a multiple of 32, YNNPACK takes it: 0.54 ms. The padding (at
+  least one row) also keeps XLA from folding the transpose back into the product.
+  Other backends get the plain product.
+  """
+  dims = (((0,), (0,)), ((), ()))
+  if jax.default_backend() != "cpu":
+    return lax.dot_general(x, ct, dims, preferred_element_type=jnp.float32)
+  pad = 32 - x.shape[0] % 32
+  zero = jnp.zeros((), x.dtype)
+  xt = lax.pad(x.T, zero, ((0, 0, 0), (0, pad, 0)))
+  ctp = lax.pad(ct, zero, ((0, pad, 0), (0, 0, 0)))
+  return lax.dot_general(xt, ctp, (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32)
 
 
 _bf16_matmul.defvjp(_bf16_matmul_fwd, _bf16_matmul_bwd)

@@ -1,5 +1,6 @@
 """The iteration's rewritten pieces against the forms they replaced: the maxout gradient
-(models._maxout) and the gradient norms (steps.global_norm)."""
+(models._maxout), the gradient norms (steps.global_norm) and the bf16 weight gradient
+(models._weight_gradient)."""
 
 import functools
 import pathlib
@@ -79,6 +80,22 @@ def test_bf16_dot_general_rounds_operands_only_and_keeps_float32_gradients():
       x.astype(jnp.bfloat16)).dtype == jnp.bfloat16
   with pytest.raises(ValueError, match="Dense's product only"):
     models.bf16_dot_general(x, w, (((1,), (0,)), ((), ())))
+
+
+def test_bf16_weight_gradient_matches_the_plain_product_at_any_row_count():
+  plain = lambda x, ct: jax.lax.dot_general(x, ct, (((0,), (0,)), ((), ())),
+                                            preferred_element_type=jnp.float32)
+  for n in (7, 100, 128):  # padded by 25, 28 and 32 rows
+    x = jax.random.normal(jax.random.key(n), (n, 48)).astype(jnp.bfloat16)
+    ct = jax.random.normal(jax.random.key(n + 1), (n, 40)).astype(jnp.bfloat16)
+    got = jax.jit(models._weight_gradient)(x, ct)
+    assert got.shape == (48, 40) and got.dtype == jnp.float32
+    np.testing.assert_allclose(got, plain(x, ct), rtol=1e-5, atol=1e-5)
+  # Under vmap, as in a sweep's replicas.
+  xs = jax.random.normal(jax.random.key(0), (3, 100, 48)).astype(jnp.bfloat16)
+  cts = jax.random.normal(jax.random.key(1), (3, 100, 40)).astype(jnp.bfloat16)
+  np.testing.assert_allclose(jax.vmap(models._weight_gradient)(xs, cts),
+                             jax.vmap(plain)(xs, cts), rtol=1e-5, atol=1e-5)
 
 
 def test_the_paper_model_in_bf16_compute_tracks_float32():
