@@ -60,13 +60,15 @@ def matmul_gflops(n: int = 2048, dtype=jnp.float32, repeats: int = 10) -> float:
 
 
 def product_gflops(lhs: tuple[int, int], rhs: tuple[int, int], contract: tuple[int, int],
-                   dtype=jnp.float32, repeats: int = 30) -> float:
+                   dtype=jnp.float32, repeats: int = 30, product=None) -> float:
   """Measured throughput of one 2-D ``dot_general`` contracting ``lhs`` axis ``contract[0]``
-  with ``rhs`` axis ``contract[1]``, operands in ``dtype``, float32 results."""
+  with ``rhs`` axis ``contract[1]``, operands in ``dtype``, float32 results (or of
+  ``product(lhs, rhs)``, a function computing the same)."""
   a = jax.random.normal(jax.random.key(0), lhs, jnp.float32).astype(dtype)
   b = jax.random.normal(jax.random.key(1), rhs, jnp.float32).astype(dtype)
   dims = (((contract[0],), (contract[1],)), ((), ()))
-  f = jax.jit(lambda x, y: jax.lax.dot_general(x, y, dims, preferred_element_type=jnp.float32))
+  f = jax.jit(product or (lambda x, y: jax.lax.dot_general(x, y, dims,
+                                                           preferred_element_type=jnp.float32)))
   m, n = lhs[1 - contract[0]], rhs[1 - contract[1]]
   return 2 * m * n * lhs[contract[0]] / median_time(lambda: f(a, b), repeats) / 1e9
 
