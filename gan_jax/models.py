@@ -103,12 +103,13 @@ def _maxout(z: jax.Array, pieces: int, width: int) -> jax.Array:
 
   Its gradient goes to the slab that holds the max (the first on ties, a NaN's slab if
   any), in one pass (a select per slab, concatenated) from an int8 index that the forward
-  pass computes with ``lax.argmax``. Differentiating the fold of maxima instead made
-  XLA:CPU pad and add each slab's gradient (six passes of [B, 1200] per iteration of the
-  paper's D); an index computed by a fold of selects was fused into each of the five
-  selects of the backward pass, so every slab's gradient re-read all five slabs, where
-  argmax, a reduction, is computed once; and jnp.max's gradient divides by the count of
-  elements equal to the max, which unoptimised XLA builds can make 0.
+  pass computes with ``lax.argmax``. Why not the alternatives:
+  - differentiating the fold of maxima made XLA:CPU pad and add each slab's gradient
+    (six passes of [B, 1200] per iteration of the paper's D);
+  - an index built by a fold of selects was fused into each slab's select, so every
+    slab's gradient re-read all five slabs; argmax, a reduction, is computed once;
+  - jnp.max's gradient divides by the count of elements equal to the max, which
+    unoptimised XLA builds can make 0.
   """
   return _maxout_fold(z, pieces, width)
 
