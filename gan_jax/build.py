@@ -65,6 +65,7 @@ def make_gan(config: Any, *, data_dim: int, batches_per_epoch: int,
       k=config.gan.k,
       update_rule=config.gan.update_rule,
       grad_norms=config.gan.get("grad_norms", True),
+      join_updates=model.get("dtype", "float32") == "float32",
   )
 
 

@@ -72,10 +72,21 @@ def bernoulli_mask(key: jax.Array, keep: float, shape: Sequence[int]) -> tuple[j
   threshold = int(round(keep * (1 << width)))
   per_word = 32 // width
   size = math.prod(shape)
+  if threshold == 1 << width:  # keep rounds to 1
+    return jnp.ones(shape, bool), 1.0
   words = jax.random.bits(key, (-(-size // per_word),), jnp.uint32)
-  shifts = jnp.arange(0, 32, width, dtype=jnp.uint32)
-  fields = (words[:, None] >> shifts) & jnp.uint32((1 << width) - 1)  # [words, per_word]
-  mask = fields.reshape(-1)[:size].reshape(shape) < jnp.uint32(threshold)
+  if width in (8, 16):
+    # Whole bytes: a bitcast splits each word into its fields, low bits first as the
+    # shifts below do on a little-endian machine (the same mask bit for bit), and
+    # XLA:CPU reads them as a plain uint8/uint16 array instead of working out each
+    # element's word and shift (the paper's D input keeps 0.8: 16-bit fields).
+    field_dtype = jnp.uint16 if width == 16 else jnp.uint8
+    fields = lax.bitcast_convert_type(words, field_dtype)  # [words, per_word]
+  else:
+    field_dtype = jnp.uint32
+    shifts = jnp.arange(0, 32, width, dtype=jnp.uint32)
+    fields = (words[:, None] >> shifts) & jnp.uint32((1 << width) - 1)  # [words, per_word]
+  mask = fields.reshape(-1)[:size].reshape(shape) < field_dtype(threshold)
   return mask, threshold / (1 << width)
 
 

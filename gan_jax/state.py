@@ -73,6 +73,13 @@ class GAN:
     update_rule: ``"alternating"`` (Algorithm 1: k D steps, then a G step on fresh
       noise) or ``"simultaneous"`` (the authors' MNIST run: both players'
       gradients from one minibatch and the same samples, applied together).
+    join_updates: apply each step's parameter updates only after all of its gradients
+      (``steps.join``). A backward pass reads the float32 weights of the layers above
+      (and G's reads D's), and without this order XLA copies every weight at the top of
+      each loop iteration to update it in place. Players that compute with converted
+      copies of their weights (bfloat16) never read them after the forward pass: for them
+      False costs no copy and lets an update overlap the rest of the backward pass
+      (``build.make_gan`` sets it so from ``model.dtype``).
 
   ``real_label``, ``ema_decay`` and a loss choice are *initial* values:
   ``init_state`` writes them into ``state.hparams`` and the steps read them
@@ -94,6 +101,7 @@ class GAN:
   k: int = 1
   update_rule: str = "alternating"
   grad_norms: bool = True
+  join_updates: bool = True
 
   def __post_init__(self):
     def bad(field, value, need):

@@ -77,6 +77,10 @@ def join(tree: PyTree) -> PyTree:
   return jax.tree.map(lambda x: x + zero.astype(x.dtype), tree)
 
 
+def _joined(gan: GAN, grads: PyTree) -> PyTree:
+  return join(grads) if gan.join_updates else grads
+
+
 def apply_player(module: Any, player: PlayerState, x: jax.Array, *, train: bool,
                  rng: jax.Array | None = None, params: Any = None
                  ) -> tuple[jax.Array, dict[str, Any]]:
@@ -213,7 +217,7 @@ def d_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Array, *,
 
   (_, (d_loss, reg, real_out, fake_out, cols)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(d.params)
-  grads = join(_pmean(grads, axis_name))
+  grads = _joined(gan, _pmean(grads, axis_name))
   new_d = _update(gan.d_optimizer, grads, d, _pmean_floats(cols, axis_name))
   metrics = _d_metrics(gan, real_out, fake_out, d_loss, grads)
   if gan.d_regularizer is not None:
@@ -244,7 +248,7 @@ def g_step(gan: GAN, state: GANState, rng: jax.Array, batch_size: int, *,
     return _g_loss(gan, state, out), g_cols
 
   (g_loss, g_cols), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g.params)
-  grads = join(_pmean(grads, axis_name))
+  grads = _joined(gan, _pmean(grads, axis_name))
   new_g = _update(gan.g_optimizer, grads, state.g, _pmean_floats(g_cols, axis_name))
   metrics = {"g_loss": g_loss}
   if gan.grad_norms:
@@ -304,7 +308,7 @@ def simultaneous_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Arr
     metrics["d_reg"] = reg
   _, sample_ct = fake_vjp(g_ct)  # dG_loss / dG(z): [m, ...]
   (g_grads,) = g_vjp(sample_ct)
-  d_grads, g_grads = join(_pmean((d_grads, g_grads), axis_name))
+  d_grads, g_grads = _joined(gan, _pmean((d_grads, g_grads), axis_name))
 
   new_d = _update(gan.d_optimizer, d_grads, d, _pmean_floats(d_cols, axis_name))
   new_g = _update(gan.g_optimizer, g_grads, g, _pmean_floats(g_cols, axis_name))

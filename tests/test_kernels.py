@@ -108,6 +108,7 @@ def test_the_paper_model_in_bf16_compute_tracks_float32():
   for dtype in ("float32", "bfloat16"):
     config.model.dtype = dtype
     gan = build.make_gan(config, data_dim=784, batches_per_epoch=10)
+    assert gan.join_updates == (dtype == "float32")
     state = gan_jax.init_state(gan, jax.random.key(0), data[:2])
     z = jax.random.normal(jax.random.key(3), (16, 100))
     samples = gan_jax.generate(gan, state, z)

@@ -29,6 +29,24 @@ def test_bernoulli_mask_frequency_and_independence(keep):
   assert float(jnp.mean(mask != other)) > 0.1
 
 
+@pytest.mark.parametrize("keep", [0.8, 0.3, 0.5, 0.75, 129 / 256, 0.9999999, 1.0])
+@pytest.mark.parametrize("shape", [(7, 13), (100, 784), (3,)])
+def test_bernoulli_mask_is_the_fields_of_its_words_low_bits_first(keep, shape):
+  # The whole-byte widths read their fields through a bitcast; the mask is the one the
+  # shifts give (the streams of earlier runs), at sizes that leave part of a word over.
+  width = models.mask_bit_width(keep)
+  threshold = int(round(keep * (1 << width)))
+  size = int(np.prod(shape))
+  words = np.asarray(jax.random.bits(jax.random.key(4), (-(-size * width // 32),), jnp.uint32))
+  shifts = np.arange(0, 32, width, dtype=np.uint32)
+  fields = (words[:, None] >> shifts) & np.uint32((1 << width) - 1)
+  expected = fields.reshape(-1)[:size].reshape(shape) < threshold
+  mask, realised = jax.jit(models.bernoulli_mask, static_argnums=(1, 2))(
+      jax.random.key(4), keep, shape)
+  np.testing.assert_array_equal(np.asarray(mask), expected)
+  assert realised == threshold / (1 << width)
+
+
 def test_dropout_is_unbiased_and_zeroes_elements():
   x = jnp.ones((2000, 300))
   y = models.dropout(x, 0.8, jax.random.key(3))

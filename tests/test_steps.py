@@ -228,3 +228,32 @@ def test_the_loop_updates_weights_in_place_and_join_changes_no_update(update_rul
   assert joined_copies == []
   assert_trees_equal(joined, plain)
   assert_trees_close(joined_metrics, plain_metrics, rtol=1e-6)
+
+
+@pytest.mark.parametrize("update_rule", ["alternating", "simultaneous"])
+def test_bf16_players_need_no_join_to_update_in_place(update_rule, monkeypatch):
+  # Players computing with bfloat16 copies read their float32 weights only to convert
+  # them, before any gradient: without the join the loop still copies no weight, and the
+  # state is the joined one's.
+  data = np.random.RandomState(0).randint(0, 256, (240, FEATURES)).astype(np.uint8)
+  gan = tiny_gan(keep=0.8, update_rule=update_rule, ema_decay=0.9)
+  gan = dataclasses.replace(gan, generator=gan.generator.clone(dtype=jnp.bfloat16),
+                            discriminator=gan.discriminator.clone(dtype=jnp.bfloat16))
+  state = gan_jax.init_state(gan, jax.random.key(0), data[:2])
+  shapes = {"f32[" + ",".join(map(str, x.shape)) + "]"
+            for x in jax.tree.leaves((state.g.params, state.d.params)) if x.ndim == 2}
+  runs, joins = {}, []
+  real_join = steps.join
+  monkeypatch.setattr(steps, "join", lambda tree: joins.append(tree) or real_join(tree))
+  for join_updates in (True, False):
+    joins.clear()
+    chunk = jax.jit(functools.partial(
+        gan_jax.loop.run_chunk, dataclasses.replace(gan, join_updates=join_updates),
+        gan_jax.ArraySource(len(data)), num_steps=5, global_batch=M))
+    compiled = chunk.lower(state, data, jax.random.key(1)).compile()
+    runs[join_updates] = (_kernel_copies_in_loop_bodies(compiled.as_text(), shapes),
+                          *compiled(state, data, jax.random.key(1)))
+    assert bool(joins) == join_updates
+  assert runs[False][0] == []
+  assert_trees_equal(runs[False][1], runs[True][1])
+  assert_trees_close(runs[False][2], runs[True][2], rtol=1e-6)
