@@ -184,15 +184,20 @@ def _weight_gradient(x: jax.Array, ct: jax.Array) -> jax.Array:
   padded with zeros to N' a multiple of 32, YNNPACK takes it: 0.54 ms. The padding (at
   least one row) also keeps XLA from folding the transpose back into the product.
   Other backends get the plain product.
+
+  The transpose and the padding move the operands' bits as uint16: XLA:CPU computes a
+  bfloat16 transpose or pad in float32, converting on the way in and out.
   """
   dims = (((0,), (0,)), ((), ()))
   if jax.default_backend() != "cpu":
     return lax.dot_general(x, ct, dims, preferred_element_type=jnp.float32)
   pad = 32 - x.shape[0] % 32
-  zero = jnp.zeros((), x.dtype)
-  xt = lax.pad(x.T, zero, ((0, 0, 0), (0, pad, 0)))
-  ctp = lax.pad(ct, zero, ((0, pad, 0), (0, 0, 0)))
-  return lax.dot_general(xt, ctp, (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+  zero = jnp.zeros((), jnp.uint16)
+  xt = lax.pad(lax.bitcast_convert_type(x, jnp.uint16).T, zero, ((0, 0, 0), (0, pad, 0)))
+  ctp = lax.pad(lax.bitcast_convert_type(ct, jnp.uint16), zero, ((0, pad, 0), (0, 0, 0)))
+  return lax.dot_general(lax.bitcast_convert_type(xt, x.dtype),
+                         lax.bitcast_convert_type(ctp, ct.dtype), (((1,), (0,)), ((), ())),
+                         preferred_element_type=jnp.float32)
 
 
 _bf16_matmul.defvjp(_bf16_matmul_fwd, _bf16_matmul_bwd)
