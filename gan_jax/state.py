@@ -73,10 +73,10 @@ class GAN:
     update_rule: ``"alternating"`` (Algorithm 1: k D steps, then a G step on fresh
       noise) or ``"simultaneous"`` (the authors' MNIST run: both players'
       gradients from one minibatch and the same samples, applied together).
-    join_updates: apply each step's parameter updates only after all of its gradients
-      (``steps.join``). A backward pass reads the float32 weights of the layers above
-      (and G's reads D's), and without this order XLA copies every weight at the top of
-      each loop iteration to update it in place. Players that compute with converted
+    join_updates: apply each player's parameter updates only after all of its gradients
+      (``steps.join``), and D's after G's backward pass through D. A backward pass reads
+      the float32 weights of the layers above (and G's reads D's), and without this order
+      XLA copies every weight at the top of each loop iteration to update it in place. Players that compute with converted
       copies of their weights (bfloat16) never read them after the forward pass: for them
       False costs no copy and lets an update overlap the rest of the backward pass
       (``build.make_gan`` sets it so from ``model.dtype``).

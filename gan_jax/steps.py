@@ -308,14 +308,24 @@ def simultaneous_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Arr
     metrics["d_reg"] = reg
   _, sample_ct = fake_vjp(g_ct)  # dG_loss / dG(z): [m, ...]
   (g_grads,) = g_vjp(sample_ct)
-  d_grads, g_grads = _joined(gan, _pmean((d_grads, g_grads), axis_name))
+  d_grads, g_grads = _pmean((d_grads, g_grads), axis_name)
+  d_norm_grads, g_norm_grads = d_grads, g_grads
+  if gan.join_updates:
+    # Each player's updates after its own gradients, D's also after G's read of D's
+    # weights (sample_ct): D's optimizer then runs beside G's backward pass. The gradient
+    # norms (products of their own) wait for both players', so as not to compete with
+    # that pass's matmuls for the threads.
+    d_grads, _ = join((d_grads, sample_ct))
+    g_grads = join(g_grads)
+    if gan.grad_norms:
+      d_norm_grads, g_norm_grads = join((d_norm_grads, g_norm_grads))
 
   new_d = _update(gan.d_optimizer, d_grads, d, _pmean_floats(d_cols, axis_name))
   new_g = _update(gan.g_optimizer, g_grads, g, _pmean_floats(g_cols, axis_name))
-  metrics.update(_d_metrics(gan, real_out, fake_out, d_loss, d_grads))
+  metrics.update(_d_metrics(gan, real_out, fake_out, d_loss, d_norm_grads))
   metrics["g_loss"] = g_loss
   if gan.grad_norms:
-    metrics["g_grad_norm"] = global_norm(g_grads)
+    metrics["g_grad_norm"] = global_norm(g_norm_grads)
   metrics = _pmean(metrics, axis_name)
   return state.replace(d=new_d, g=new_g, ema_params=_ema(gan, state, new_g)), metrics
 
