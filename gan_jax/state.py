@@ -76,10 +76,11 @@ class GAN:
     join_updates: apply each player's parameter updates only after all of its gradients
       (``steps.join``), and D's after G's backward pass through D. A backward pass reads
       the float32 weights of the layers above (and G's reads D's), and without this order
-      XLA copies every weight at the top of each loop iteration to update it in place. Players that compute with converted
-      copies of their weights (bfloat16) never read them after the forward pass: for them
-      False costs no copy and lets an update overlap the rest of the backward pass
-      (``build.make_gan`` sets it so from ``model.dtype``).
+      XLA copies every weight at the top of each loop iteration to update it in place.
+      Players that compute with converted copies of their weights (bfloat16) never read
+      them after the forward pass: for them False costs no copy and lets an update
+      overlap the rest of the backward pass (``build.make_gan`` sets it so from
+      ``model.dtype``).
 
   ``real_label``, ``ema_decay`` and a loss choice are *initial* values:
   ``init_state`` writes them into ``state.hparams`` and the steps read them
