@@ -6,9 +6,9 @@ jitted one-iteration step, on this machine.
 A DCGAN-style pair at MNIST's size (gan_jax.ConvGenerator / ConvDiscriminator:
 G Dense -> 7x7x2f -> BatchNorm/ReLU -> 4x4 stride-2 transposed convolutions; D two
 4x4 stride-2 convolutions with leaky ReLU), Adam (2e-4, b1 0.5), synthetic uint8
-data. Prints iterations/s of both loops, interleaved. (XLA:CPU ran these players'
-kernel gradients as naive loops, inside a scan or not, until gan_jax.models computed
-them as matmuls of patches; see benchmarks/README.md.)
+data. Prints iterations/s of both loops and of the scan loop with each kernel set
+(``kernels="plain"``: XLA's own convolution gradients; ``"cpu"``: kernel gradients as
+matmuls of patches, which XLA:CPU runs far faster than its own), interleaved.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ import optax  # noqa: E402
 
 import gan_jax  # noqa: E402
 from benchmarks import common  # noqa: E402
-from benchmarks.throughput import interleaved_rates, per_step_runner, scan_runner  # noqa: E402
+from benchmarks.throughput import (KERNELS, interleaved_rates, per_step_runner,  # noqa: E402
+                                   scan_runner)
 
 SHAPE, N_TRAIN = (28, 28, 1), 10_000
 
@@ -53,14 +54,18 @@ def main():
       "Python loop over a jitted 1-iteration step": per_step_runner(gan, data, args.batch,
                                                                     args.chunk),
   }
+  for kernels in ("plain", "cpu"):
+    if kernels != KERNELS:  # the first row already uses the default's
+      runners[f"lax.scan loop, kernels={kernels!r}"] = scan_runner(gan, data, args.batch,
+                                                                  args.chunk, kernels)
   rates = interleaved_rates(runners, args.chunk, args.rounds)
   print(common.machine_line())
   print(f"# DCGAN-style players, features {args.features}, image {SHAPE}, batch {args.batch}, "
         f"{args.chunk} iterations per call, median of {args.rounds} interleaved rounds; "
-        f"jax {jax.__version__}, {jax.devices()[0].platform}")
+        f"jax {jax.__version__}, {jax.devices()[0].platform}, default kernels={KERNELS}")
   common.print_table(["loop", "it/s", "ms/it"],
                      [[k, f"{r:.1f}", f"{1e3 / r:.1f}"] for k, r in rates.items()])
-  scan, steps = rates.values()
+  scan, steps = list(rates.values())[:2]
   print(f"\nscan / per-step: {scan / steps:.2f}x")
 
 

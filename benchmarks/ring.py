@@ -56,8 +56,9 @@ def main():
     scan_box[0], m = tl(scan_box[0], None, jax.random.key(1))
     return m
 
+  kernels = tl.kernels_used  # every loop below computes with the same kernels
   one = jax.jit(functools.partial(loop_lib.run_chunk, gan, source, num_steps=1,
-                                  global_batch=batch), donate_argnums=0)
+                                  global_batch=batch, kernels=kernels), donate_argnums=0)
   step_box = [jax.device_put(init(0), may_alias=False)]
 
   def step_call():
@@ -68,7 +69,7 @@ def main():
   # (a') the loop a researcher writes first: split keys and draw the batch in Python,
   # call a jitted train_step, read the losses for the progress line every step.
   sample = jax.jit(source.sample_fn, static_argnums=1)
-  step = jax.jit(functools.partial(gan_jax.train_step, gan), donate_argnums=0)
+  step = jax.jit(functools.partial(gan_jax.train_step, gan, kernels=kernels), donate_argnums=0)
   typical_box = [jax.device_put(init(0), may_alias=False), jax.random.key(1)]
 
   def typical_call():
@@ -82,7 +83,8 @@ def main():
     return m
 
   # (b) 16 replicas: vmap of the scanned chunk, against 16 sequential scan loops.
-  chunk = functools.partial(loop_lib.run_chunk, gan, source, num_steps=n, global_batch=batch)
+  chunk = functools.partial(loop_lib.run_chunk, gan, source, num_steps=n, global_batch=batch,
+                            kernels=kernels)
   vchunk = jax.jit(jax.vmap(chunk, in_axes=(0, None, 0)), donate_argnums=0)
   stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[init(s) for s in range(REPLICAS)])
   keys = jax.random.split(jax.random.key(1), REPLICAS)

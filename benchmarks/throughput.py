@@ -9,7 +9,8 @@ hand-counted matmul FLOPs of one iteration (and XLA's own count); achieved
 GFLOP/s against one large fp32 matmul measured in the same run; and the
 cost of the dropout masks' random bits. Rows without dropout, without G's EMA, without
 the per-step gradient norms, and the update alone show what each costs; the update
-alone traced without ``steps.join`` shows what updating the weights in place saves.
+alone without the CPU kernels' join shows what updating the weights in place saves, and
+the same loop with the plain kernels (``kernels="plain"``) what the CPU rewrites save.
 Data are synthetic bytes of MNIST's shape: throughput does not depend on pixel values.
 """
 
@@ -31,19 +32,22 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import gan_jax  # noqa: E402
-from gan_jax import build, loop as loop_lib, models, steps  # noqa: E402
+from gan_jax import build, kernels, loop as loop_lib, steps  # noqa: E402
+from gan_jax.kernels import cpu  # noqa: E402
 from benchmarks import common  # noqa: E402
 
 N_TRAIN, DATA_DIM = 50_000, 784
 UPDATE_ALONE = "lax.scan loop, the update alone (no EMA, no gradient norms)"
-UPDATE_ALONE_COPIED = "the update alone, weights copied each iteration (no steps.join)"
+UPDATE_ALONE_COPIED = "the update alone, weights copied each iteration (no join)"
+PLAIN = "lax.scan loop, plain kernels (kernels=\"plain\")"
+KERNELS = kernels.for_devices("auto", jax.devices())  # what TrainLoop's default resolves to
 
 
-def scan_runner(gan, data, batch, chunk):
+def scan_runner(gan, data, batch, chunk, kernels_used="auto"):
   """A call running ``chunk`` iterations of the lax.scan loop (TrainLoop)."""
   state = gan_jax.init_state(gan, jax.random.key(0), data[:2])
   tl = gan_jax.TrainLoop(gan, gan_jax.ArraySource(len(data)), global_batch=batch,
-                         steps_per_call=chunk, parallel="none")
+                         steps_per_call=chunk, parallel="none", kernels=kernels_used)
   ddata = tl.put_data(data)
   box = [tl.put_state(state)]
 
@@ -59,7 +63,8 @@ def per_step_runner(gan, data, batch, chunk):
   state = gan_jax.init_state(gan, jax.random.key(0), data[:2])
   ddata = jax.device_put(data)
   one = jax.jit(functools.partial(loop_lib.run_chunk, gan, gan_jax.ArraySource(len(data)),
-                                  num_steps=1, global_batch=batch), donate_argnums=0)
+                                  num_steps=1, global_batch=batch, kernels=KERNELS),
+                donate_argnums=0)
   box = [jax.device_put(state, may_alias=False)]
   key = jax.random.key(1)
 
@@ -74,7 +79,7 @@ def per_step_runner(gan, data, batch, chunk):
 def naive_runner(gan, data, batch, chunk):
   """Host-side minibatches (NumPy indexing, float conversion) fed to a jitted train_step."""
   state = gan_jax.init_state(gan, jax.random.key(0), data[:2])
-  step = jax.jit(functools.partial(steps.train_step, gan), donate_argnums=0)
+  step = jax.jit(functools.partial(steps.train_step, gan, kernels=KERNELS), donate_argnums=0)
   rs = np.random.RandomState(0)
   box = [jax.device_put(state, may_alias=False)]
   nb = gan.real_batches_per_step
@@ -90,14 +95,14 @@ def naive_runner(gan, data, batch, chunk):
 
 
 def without_join(call):
-  """``call`` traced with ``steps.join`` as the identity: the loop as it was before the
-  gradients were joined, when XLA copied the weights a backward pass reads every iteration."""
+  """``call`` traced with the CPU kernels' join as the identity: XLA then copies the weights
+  that a backward pass reads at the top of every iteration."""
   def patched():
-    saved, steps.join = steps.join, (lambda tree: tree)
+    saved, cpu.join_updates = cpu.join_updates, (lambda modules, grads, *after: grads)
     try:
       return call()
     finally:
-      steps.join = saved
+      cpu.join_updates = saved
   return patched
 
 
@@ -117,7 +122,7 @@ def interleaved_rates(runners: dict, chunk: int, repeats: int) -> dict:
 def xla_flops(gan, data, batch):
   state = gan_jax.init_state(gan, jax.random.key(0), data[:2])
   f = jax.jit(functools.partial(loop_lib.run_chunk, gan, gan_jax.ArraySource(len(data)),
-                                num_steps=1, global_batch=batch))
+                                num_steps=1, global_batch=batch, kernels=KERNELS))
   cost = f.lower(state, jnp.asarray(data), jax.random.key(1)).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return float(cost.get("flops", float("nan")))
@@ -133,7 +138,7 @@ def mask_ms(gan, batch, impl, packed, repeats=30):
     for i, (r, c, keep) in enumerate(shapes):
       k = jax.random.fold_in(key, i)
       if packed:
-        out.append(models.bernoulli_mask(k, keep, (r, c))[0])
+        out.append(kernels.get(KERNELS).bernoulli_mask(k, keep, (r, c))[0])
       else:
         out.append(jax.random.bernoulli(k, keep, (r, c)))
     return out
@@ -169,6 +174,7 @@ def main():
   }
   if gan.has_ema:  # what keeping G's EMA costs
     runners["lax.scan loop, no EMA"] = scan_runner(no_ema, data, batch, args.chunk)
+  runners[PLAIN] = scan_runner(gan, data, batch, args.chunk, "plain")
   if gan.grad_norms:  # ... and the per-step gradient norms, with the update alone last
     runners["lax.scan loop, no gradient norms"] = scan_runner(
         dataclasses.replace(gan, grad_norms=False), data, batch, args.chunk)
@@ -181,7 +187,8 @@ def main():
 
   print(common.machine_line())
   print(f"# {args.config}: update_rule={gan.update_rule}, k={gan.k}, global batch {batch}, "
-        f"{jax.device_count()} {jax.devices()[0].platform} device(s), jax {jax.__version__}")
+        f"{jax.device_count()} {jax.devices()[0].platform} device(s), jax {jax.__version__}, "
+        f"kernels={KERNELS}")
   print(f"# matmul FLOPs per iteration: {flops / 1e9:.3f} G counted, "
         f"{xla_flops(gan, data, batch) / 1e9:.3f} G by XLA's cost analysis (incl. elementwise)")
   print(f"# fp32 matmul peak (2048^3 jnp.dot): {peak:.1f} GFLOP/s before, {peak_after:.1f} after")
@@ -205,8 +212,9 @@ def main():
         + (f"   gradient norms' share: "
            f"{100 * (1 - scan / rates['lax.scan loop, no gradient norms']):.0f}%"
            if gan.grad_norms else ""))
+  print(f"{KERNELS} kernels / plain kernels: {scan / rates[PLAIN]:.2f}x")
   if UPDATE_ALONE in rates:
-    print(f"weights updated in place (steps.join) / copied: "
+    print(f"weights updated in place (join) / copied: "
           f"{rates[UPDATE_ALONE] / rates[UPDATE_ALONE_COPIED]:.3f}x")
   print()
   rows = []

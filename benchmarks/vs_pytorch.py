@@ -40,7 +40,8 @@ import numpy as np  # noqa: E402
 
 import gan_jax  # noqa: E402
 from benchmarks import common  # noqa: E402
-from gan_jax import build, models  # noqa: E402
+from gan_jax import build  # noqa: E402
+from gan_jax.kernels import cpu  # noqa: E402
 
 N_TRAIN, DATA_DIM = 50_000, 784
 
@@ -237,13 +238,13 @@ def main():
   # The three products of G's 1200 x 1200 layer at batch 100. The weight gradient contracts
   # over the batch (K = 100): as a plain product XLA:CPU converts its bf16 operands to float32
   # and runs it at the float32 rate; the bf16 mode computes it as a row-padded NN product
-  # (models._weight_gradient), which the bf16 units take.
+  # (kernels.cpu.weight_gradient), which the bf16 units take.
   b, w = config.batch_size, config.model.generator.hidden[-1]
   products = {"forward x @ W": ((b, w), (w, w), (1, 0), None),
               "input gradient g @ W^T": ((b, w), (w, w), (1, 1), None),
               "weight gradient x^T @ g, plain": ((b, w), (b, w), (0, 0), None),
               "weight gradient x^T @ g, as the bf16 mode runs it": (
-                  (b, w), (b, w), (0, 0), models._weight_gradient)}
+                  (b, w), (b, w), (0, 0), cpu.weight_gradient)}
   rows = []
   for name, (lhs, rhs, contract, product) in products.items():
     f32 = common.product_gflops(lhs, rhs, contract)

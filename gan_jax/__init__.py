@@ -1,9 +1,9 @@
 """gan_jax: generative adversarial nets as pure, composable JAX functions."""
 
-from gan_jax import losses
+from gan_jax import kernels, losses
 from gan_jax.losses import (D_LOSSES, G_LOSSES, GradientPenalty, R1, discriminator_loss,
                             generator_loss, value_function)
-from gan_jax.models import (ConvDiscriminator, ConvGenerator, MaxoutDiscriminator, MLPGenerator,
+from gan_jax.players import (ConvDiscriminator, ConvGenerator, MaxoutDiscriminator, MLPGenerator,
                             marginal_output_bias)
 from gan_jax.state import (GAN, GANState, PlayerState, init_state, sample_latent,
                            set_hparams)
@@ -15,7 +15,7 @@ __all__ = [
     "GAN", "GANState", "PlayerState", "init_state", "sample_latent", "set_hparams",
     "d_step", "g_step", "simultaneous_step", "train_step", "generate", "apply_player",
     "TrainLoop", "ArraySource", "SamplerSource", "iteration_inputs", "run_chunk",
-    "losses", "D_LOSSES", "G_LOSSES", "R1", "GradientPenalty",
+    "kernels", "losses", "D_LOSSES", "G_LOSSES", "R1", "GradientPenalty",
     "discriminator_loss", "generator_loss", "value_function",
     "MLPGenerator", "MaxoutDiscriminator", "ConvGenerator", "ConvDiscriminator",
     "marginal_output_bias",

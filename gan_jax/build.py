@@ -7,20 +7,20 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gan_jax import losses, models, optim
+from gan_jax import losses, optim, players
 from gan_jax.state import GAN, GANState, init_state
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def make_generator(cfg: Any, output_dim: int, dtype: str) -> models.MLPGenerator:
-  return models.MLPGenerator(output_dim=output_dim, hidden=tuple(cfg.hidden),
+def make_generator(cfg: Any, output_dim: int, dtype: str) -> players.MLPGenerator:
+  return players.MLPGenerator(output_dim=output_dim, hidden=tuple(cfg.hidden),
                              activation=cfg.activation, output_activation=cfg.output_activation,
                              init_scale=cfg.init_scale, dtype=DTYPES[dtype])
 
 
-def make_discriminator(cfg: Any, dtype: str) -> models.MaxoutDiscriminator:
-  return models.MaxoutDiscriminator(hidden=tuple(cfg.hidden), pieces=cfg.pieces,
+def make_discriminator(cfg: Any, dtype: str) -> players.MaxoutDiscriminator:
+  return players.MaxoutDiscriminator(hidden=tuple(cfg.hidden), pieces=cfg.pieces,
                                     activation=cfg.activation, init_scale=cfg.init_scale,
                                     input_keep=cfg.input_keep, hidden_keep=cfg.hidden_keep,
                                     dtype=DTYPES[dtype])
@@ -65,7 +65,6 @@ def make_gan(config: Any, *, data_dim: int, batches_per_epoch: int,
       k=config.gan.k,
       update_rule=config.gan.update_rule,
       grad_norms=config.gan.get("grad_norms", True),
-      join_updates=model.get("dtype", "float32") == "float32",
   )
 
 
@@ -108,7 +107,7 @@ def make_gan_and_state(config: Any, dataset: Any, gan: GAN | None = None
                    batches_per_epoch=len(dataset.train) // config.batch_size)
   bias = None
   if config.model.generator.get("output_bias") == "marginals":
-    bias = models.marginal_output_bias(dataset.train.mean(0) / 255.0)
+    bias = players.marginal_output_bias(dataset.train.mean(0) / 255.0)
   root_key = jax.random.key(config.seed)
   state = init_state(gan, jax.random.fold_in(root_key, 0), dataset.train[:1], g_output_bias=bias,
                      hparams=replica_hparams(config))

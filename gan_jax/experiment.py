@@ -152,9 +152,10 @@ class Experiment:
   resumable: tuple[str, ...] = ()  # field prefixes that may change between launches
   has_eval_mode = False  # launch.py --mode=eval
 
-  def __init__(self, configs: Sequence[Any]):
+  def __init__(self, configs: Sequence[Any], kernels: str = "plain"):
     self.configs = list(configs)
     self.config = self.configs[0]
+    self.kernels = kernels  # the kernel set the run's steps use (gan_jax.kernels)
 
   @classmethod
   def schema(cls) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from gan_jax import steps
+from gan_jax import kernels as kernels_lib, steps
 from gan_jax.state import GAN, GANState, sample_latent
 
 
@@ -160,12 +160,12 @@ def iteration_inputs(gan: GAN, source: Source, data: Any, key: jax.Array, step: 
 
 def run_chunk(gan: GAN, source: Source, state: GANState, data: Any, key: jax.Array, *,
               num_steps: int, global_batch: int, device_index: jax.Array | int = 0,
-              num_devices: int = 1, axis_name: str | None = None
+              num_devices: int = 1, axis_name: str | None = None, kernels: str = "plain"
               ) -> tuple[GANState, Metrics]:
   """``num_steps`` training iterations from ``state`` on one device's share.
 
   Pure and per-device: under pmap/shard_map pass ``axis_name`` and this
-  device's index; alone, leave the defaults.
+  device's index; alone, leave the defaults. ``kernels``: as ``train_step``'s.
 
   Returns:
     The new state and metrics stacked over the steps (``[num_steps]`` each).
@@ -175,7 +175,8 @@ def run_chunk(gan: GAN, source: Source, state: GANState, data: Any, key: jax.Arr
     real, noise, rng = iteration_inputs(gan, source, data, key, state.step,
                                         global_batch=global_batch, device_index=device_index,
                                         num_devices=num_devices)
-    return steps.train_step(gan, state, real, rng, axis_name=axis_name, noise=noise)
+    return steps.train_step(gan, state, real, rng, axis_name=axis_name, noise=noise,
+                            kernels=kernels)
 
   return lax.scan(body, state, None, length=num_steps)
 
@@ -193,7 +194,9 @@ class TrainLoop:
 
   ``parallel``: ``"pmap"`` (replicas over ``devices``), ``"shard_map"`` (the same
   per-device function over a 1-D mesh of ``devices``) or ``"none"`` (jit on
-  the first device).
+  the first device). ``kernels``: ``"auto"`` (the CPU rewrites when ``devices``
+  are CPUs, the plain kernels elsewhere), ``"plain"`` or ``"cpu"``
+  (``gan_jax.kernels``).
 
   Sweeps: with ``vmapped=True`` the state and the key passed to each call carry
   a leading replica axis and the chunk is ``jax.vmap``-ed over it, inside the
@@ -211,6 +214,7 @@ class TrainLoop:
   parallel: str = "pmap"
   devices: tuple[Any, ...] | None = None
   vmapped: bool = False
+  kernels: str = "auto"
 
   def __post_init__(self):
     if self.parallel not in PARALLEL_MODES:
@@ -218,6 +222,7 @@ class TrainLoop:
     if self.global_batch < 1 or self.steps_per_call < 1:
       raise ValueError("global_batch and steps_per_call must be >= 1; got "
                        f"{self.global_batch} and {self.steps_per_call}.")
+    kernels_lib.choose(self.kernels, "cpu")  # an unknown name is refused here
     n = self.num_devices
     if self.global_batch % n:
       raise ValueError(
@@ -235,6 +240,11 @@ class TrainLoop:
     return devices[:1] if self.parallel == "none" else devices
 
   @property
+  def kernels_used(self) -> str:
+    """The kernel set this loop compiles with: ``kernels`` resolved for its devices."""
+    return kernels_lib.for_devices(self.kernels, self.device_list)
+
+  @property
   def num_devices(self) -> int:
     return len(self.device_list)
 
@@ -245,7 +255,8 @@ class TrainLoop:
   def _chunk(self, device_index, num_devices, axis_name):
     """(state, data, key) -> (state, metrics) for this device's share."""
     kw = dict(num_steps=self.steps_per_call, global_batch=self.global_batch,
-              device_index=device_index, num_devices=num_devices, axis_name=axis_name)
+              device_index=device_index, num_devices=num_devices, axis_name=axis_name,
+              kernels=self.kernels_used)
 
     def chunk(state, data, key):
       return run_chunk(self.gan, self.source, state, data, key, **kw)

@@ -116,7 +116,8 @@ class Ring2D(experiment.Experiment):
       d = c.data
       state, _ = toy.train_discriminator(gan, state, ring_sampler(d.num_modes, d.radius, d.std),
                                          jax.random.fold_in(root, 2),
-                                         num_steps=c.d_warmup_steps, batch_size=c.batch_size)
+                                         num_steps=c.d_warmup_steps, batch_size=c.batch_size,
+                                         kernels=self.kernels)
     return state, {"early_g_grad_norm": [], "early_d_fake": []}
 
   def observe(self, i, memory, first_step, metrics) -> None:

@@ -15,7 +15,7 @@ import dataclasses
 import difflib
 from typing import Any, Callable
 
-from gan_jax import data, losses, models, optim, state
+from gan_jax import data, kernels, losses, optim, players, state
 from gan_jax.errors import UserError
 
 _NO_DEFAULT = object()
@@ -42,7 +42,7 @@ def _unit(**kw):
   return Field("float", lambda v: 0.0 < v <= 1.0, "a number in (0, 1]", **kw)
 
 
-_ACTIVATIONS = tuple(sorted(models._ACTIVATIONS))  # pylint: disable=protected-access
+_ACTIVATIONS = tuple(sorted(players.ACTIVATIONS))
 _OPTIMIZER_FIELDS = {
     "paper_sgd": {
         "learning_rate": _positive("float"),
@@ -74,6 +74,8 @@ COMMON: dict[str, Any] = {
     "keep_every": Field("int", lambda v: v >= 0, "an integer >= 0 (0: keep none extra)",
                         default=0),
     "parallel": _choice(("pmap", "shard_map", "none"), default="pmap"),
+    # The kernel set (gan_jax.kernels): "auto" = the XLA:CPU rewrites on CPUs, plain elsewhere.
+    "kernels": _choice(kernels.CHOICES, default="auto"),
     "sweep": Field("replicas", default=()),
     "on_divergence": _choice(("stop", "rollback"), default="stop"),
     "max_rollbacks": Field("int", lambda v: v >= 0, "an integer >= 0", default=3),
@@ -100,7 +102,7 @@ COMMON: dict[str, Any] = {
     },
 }
 
-# An MLP generator and a maxout discriminator (models.MLPGenerator, MaxoutDiscriminator).
+# An MLP generator and a maxout discriminator (players.MLPGenerator, MaxoutDiscriminator).
 MLP_PLAYERS: dict[str, Any] = {
     "generator": {
         "hidden": Field("ints"),
@@ -154,7 +156,7 @@ OPTIONAL_SECTIONS = ("g_optimizer",)
 
 # Settings that may differ between a checkpoint and the run that resumes it.
 RESUMABLE_CHANGES = ("num_train_steps", "log_every", "eval_every", "checkpoint_every",
-                     "steps_per_call", "keep_checkpoints", "keep_every", "parallel", "sweep",
+                     "steps_per_call", "kernels", "keep_checkpoints", "keep_every", "parallel", "sweep",
                      "on_divergence", "max_rollbacks", "data.manual_dir", "data.data_dir",
                      "evaluation.", "gan.grad_norms")
 # ... and these with a notice: the optimizers' hyperparameters (not their names).

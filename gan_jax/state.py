@@ -68,19 +68,11 @@ class GAN:
       sharp, late in a long run long), and ``ema_decay`` caps how long it gets.
     k: D updates per G update in the alternating mode (Algorithm 1).
     grad_norms: record each player's gradient norm (metrics ``d_grad_norm``,
-      ``g_grad_norm``) at every step; one more pass over both players' gradients, about a
-      tenth of the paper's MNIST iteration on a CPU. False leaves those metrics out.
+      ``g_grad_norm``) at every step; False leaves them out (one pass over both
+      players' gradients less; the update is the same).
     update_rule: ``"alternating"`` (Algorithm 1: k D steps, then a G step on fresh
       noise) or ``"simultaneous"`` (the authors' MNIST run: both players'
       gradients from one minibatch and the same samples, applied together).
-    join_updates: apply each player's parameter updates only after all of its gradients
-      (``steps.join``), and D's after G's backward pass through D. A backward pass reads
-      the float32 weights of the layers above (and G's reads D's), and without this order
-      XLA copies every weight at the top of each loop iteration to update it in place.
-      Players that compute with converted copies of their weights (bfloat16) never read
-      them after the forward pass: for them False costs no copy and lets an update
-      overlap the rest of the backward pass (``build.make_gan`` sets it so from
-      ``model.dtype``).
 
   ``real_label``, ``ema_decay`` and a loss choice are *initial* values:
   ``init_state`` writes them into ``state.hparams`` and the steps read them
@@ -102,7 +94,6 @@ class GAN:
   k: int = 1
   update_rule: str = "alternating"
   grad_norms: bool = True
-  join_updates: bool = True
 
   def __post_init__(self):
     def bad(field, value, need):
@@ -264,7 +255,7 @@ def init_state(gan: GAN, rng: jax.Array, real_example: jax.Array, *,
     real_example: a batch shaped like the real data, ``[B, ...]``; only its
       shape is read.
     g_output_bias: optional value for G's ``output/bias`` (e.g.
-      ``models.marginal_output_bias(train_mean)``, the authors' initialisation).
+      ``players.marginal_output_bias(train_mean)``, the authors' initialisation).
     hparams: optional per-replica values replacing the spec's (see ``set_hparams``).
   """
   state = _init(gan, tuple(int(d) for d in np.shape(real_example)[1:]), rng)

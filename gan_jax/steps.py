@@ -6,6 +6,8 @@ gradients, the players' updated variable collections (e.g. BatchNorm
 statistics) and the metrics are averaged over that axis with ``lax.pmean``, so
 each replica applies the same update and holds the same state; with
 ``axis_name=None`` there is no collective. Metrics are float32 scalars.
+``kernels`` ("plain" or "cpu", see ``gan_jax.kernels``) picks how the players'
+products, the gradient norms and the update order are computed; the results agree.
 
 Variable collections: a player applied in training mode updates its
 collections (``mutable``). A player's own step writes its updates back; the
@@ -17,6 +19,7 @@ evaluation apply G in inference mode.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import jax
@@ -24,7 +27,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from gan_jax import losses
+from gan_jax import kernels as kernels_lib, losses
 from gan_jax.state import GAN, GANState, PlayerState, sample_latent
 
 Metrics = dict[str, jax.Array]
@@ -43,42 +46,15 @@ def _pmean_floats(tree: PyTree, axis_name: str | None) -> PyTree:
                       if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
 
-def global_norm(tree: PyTree) -> jax.Array:
-  """The L2 norm of all leaves of ``tree`` together (``optax.tree.norm``'s value).
-
-  Each leaf's sum of squares is a product with a row of ones: XLA:CPU rewrites a plain
-  sum over a large array into a tree of reduce-windows that ran far below memory
-  speed, and the two gradient norms so took about a tenth of the paper's iteration.
-  """
-  total = jnp.zeros((), jnp.float32)
-  for x in jax.tree.leaves(tree):
-    x = x.reshape(x.shape[0], -1) if x.ndim > 1 else x.reshape(1, -1)
-    ones = jnp.ones((1, x.shape[0]), x.dtype)
-    total += jnp.sum(jnp.dot(ones, jnp.square(x), preferred_element_type=jnp.float32))
-  return jnp.sqrt(total)
-
-
-def join(tree: PyTree) -> PyTree:
-  """``tree`` unchanged in value, with each leaf computed after all of the leaves.
-
-  Adds to each leaf an exact zero (0 times whether the first element of each leaf
-  is NaN: 0 even for NaN or inf) that depends on every leaf. A step's gradients pass
-  through this before the optimizers: every read of a parameter inside the step (a
-  backward pass reads the weights of the layers above; the simultaneous step reads
-  D's weights for G's gradient) is then an ancestor of that parameter's update, so
-  XLA updates the loop-carried weights in place instead of copying each of them at
-  the top of every iteration.
-  """
-  leaves = [x for x in jax.tree.leaves(tree) if x.size]
-  if not leaves:
-    return tree
-  probe = sum(jnp.isnan(x.reshape(-1)[0]).astype(jnp.float32) for x in leaves)
-  zero = probe * 0.0
-  return jax.tree.map(lambda x: x + zero.astype(x.dtype), tree)
-
-
-def _joined(gan: GAN, grads: PyTree) -> PyTree:
-  return join(grads) if gan.join_updates else grads
+def _bound(gan: GAN, kernels: str) -> GAN:
+  """``gan`` with its players computing with ``kernels`` (those left at kernels="auto")."""
+  if kernels not in ("plain", "cpu"):
+    raise ValueError(f"kernels is {kernels!r}; a step takes 'plain' or 'cpu' "
+                     f"(gan_jax.kernels.for_devices resolves 'auto').")
+  g, d = kernels_lib.bind(gan.generator, kernels), kernels_lib.bind(gan.discriminator, kernels)
+  if g is gan.generator and d is gan.discriminator:
+    return gan
+  return dataclasses.replace(gan, generator=g, discriminator=d)
 
 
 def apply_player(module: Any, player: PlayerState, x: jax.Array, *, train: bool,
@@ -98,7 +74,8 @@ def apply_player(module: Any, player: PlayerState, x: jax.Array, *, train: bool,
   return module.apply(variables, x, train=train, **kwargs), player.collections
 
 
-def generate(gan: GAN, state: GANState, z: jax.Array, *, ema: bool | None = None) -> jax.Array:
+def generate(gan: GAN, state: GANState, z: jax.Array, *, ema: bool | None = None,
+             kernels: str = "plain") -> jax.Array:
   """G(z) in inference mode: samples ``[n, ...]`` for noise ``z`` ``[n, latent_dim]``.
 
   ``ema``: use the EMA of G's parameters (True), the raw parameters (False), or
@@ -111,7 +88,7 @@ def generate(gan: GAN, state: GANState, z: jax.Array, *, ema: bool | None = None
     raise ValueError("generate(..., ema=True) but this state keeps no EMA of G; build the GAN "
                      "with ema_decay > 0, or pass ema=False.")
   params = state.ema_params if ema else state.g.params
-  out, _ = apply_player(gan.generator, state.g, z, train=False, params=params)
+  out, _ = apply_player(_bound(gan, kernels).generator, state.g, z, train=False, params=params)
   return out
 
 
@@ -157,56 +134,55 @@ def _d_fn(gan: GAN, d: PlayerState, params: Any, rng: jax.Array) -> Callable[[ja
   return lambda x: apply_player(gan.discriminator, d, x, train=True, rng=rng, params=params)[0]
 
 
-def _d_metrics(gan: GAN, real_out, fake_out, d_loss, d_grads) -> Metrics:
-  metrics = {
-      "d_loss": d_loss,
-      "value": losses.value_function(real_out, fake_out),
-      "d_real": jnp.mean(jax.nn.sigmoid(real_out)),
-      "d_fake": jnp.mean(jax.nn.sigmoid(fake_out)),
-  }
-  if gan.grad_norms:
-    metrics["d_grad_norm"] = global_norm(d_grads)
-  return metrics
+def _d_metrics(real_out, fake_out, d_loss) -> Metrics:
+  return {"d_loss": d_loss, "value": losses.value_function(real_out, fake_out),
+          "d_real": jnp.mean(jax.nn.sigmoid(real_out)),
+          "d_fake": jnp.mean(jax.nn.sigmoid(fake_out))}
+
+
+def _d_outputs(gan: GAN, d: PlayerState, params: Any, real: jax.Array, fake: jax.Array,
+               key: jax.Array) -> tuple[jax.Array, jax.Array, dict[str, Any]]:
+  """D on the real and the generated half in training mode: (real_out, fake_out, collections).
+  One pass over [real; fake] for a D without collections; with collections (BatchNorm) two,
+  so that each half is normalised by its own statistics."""
+  if d.collections:
+    real_key, fake_key = jax.random.split(key)
+    real_out, cols = apply_player(gan.discriminator, d, real, train=True, rng=real_key,
+                                  params=params)
+    fake_out, cols = apply_player(gan.discriminator, d.replace(collections=cols), fake,
+                                  train=True, rng=fake_key, params=params)
+    return real_out, fake_out, cols
+  m = real.shape[0]
+  out, cols = apply_player(gan.discriminator, d, jnp.concatenate([real, fake], axis=0),
+                           train=True, rng=key, params=params)  # [2m]
+  return out[:m], out[m:], cols
 
 
 def d_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Array, *,
-           axis_name: str | None = None, noise: jax.Array | None = None
-           ) -> tuple[GANState, Metrics]:
+           axis_name: str | None = None, noise: jax.Array | None = None,
+           kernels: str = "plain") -> tuple[GANState, Metrics]:
   """One discriminator update (Algorithm 1, inner loop).
 
-  Draws m = len(real_batch) noise vectors (or uses ``noise``, [m, latent]),
-  generates G(z) in training mode (G's collection updates discarded), runs D
-  with dropout and descends D's loss (plus ``gan.d_regularizer``). A D without
-  variable collections sees the joint batch [real; G(z)] in one pass; one with
-  collections (BatchNorm) sees the real and the generated half in two passes,
-  so that each half is normalised by its own statistics. G's parameters,
-  collections and EMA are untouched; ``state.step`` is not advanced.
+  Draws m = len(real_batch) noise vectors (or uses ``noise``, [m, latent]), generates
+  G(z) in training mode (G's collection updates discarded), runs D with dropout and
+  descends D's loss (plus ``gan.d_regularizer``). G's parameters, collections and EMA
+  are untouched; ``state.step`` is not advanced.
 
   Returns:
-    The new state and metrics ``d_loss``, ``value`` (V estimate), ``d_real``
-    (mean D(x)), ``d_fake`` (mean D(G(z))), ``d_grad_norm`` (with ``gan.grad_norms``), and
+    The new state and metrics ``d_loss``, ``value`` (V estimate), ``d_real`` (mean
+    D(x)), ``d_fake`` (mean D(G(z))), ``d_grad_norm`` (with ``gan.grad_norms``), and
     ``d_reg`` when D has a regulariser.
   """
+  gan, k = _bound(gan, kernels), kernels_lib.get(kernels)
   z_key, drop_key = jax.random.split(rng)
-  m = real_batch.shape[0]
-  fake, _ = apply_player(gan.generator, state.g, _noise(gan, z_key, m, noise), train=True,
+  fake, _ = apply_player(gan.generator, state.g,
+                         _noise(gan, z_key, real_batch.shape[0], noise), train=True,
                          rng=jax.random.fold_in(drop_key, 1))
   fake = lax.stop_gradient(fake)  # [m, ...]
-  real = real_batch.astype(fake.dtype)
-  d = state.d
+  real, d = real_batch.astype(fake.dtype), state.d
 
   def loss_fn(d_params):
-    if d.collections:
-      real_key, fake_key = jax.random.split(drop_key)
-      real_out, cols = apply_player(gan.discriminator, d, real, train=True, rng=real_key,
-                                    params=d_params)
-      fake_out, cols = apply_player(gan.discriminator, d.replace(collections=cols), fake,
-                                    train=True, rng=fake_key, params=d_params)
-    else:
-      joint = jnp.concatenate([real, fake], axis=0)  # [2m, ...]
-      out, cols = apply_player(gan.discriminator, d, joint, train=True, rng=drop_key,
-                               params=d_params)
-      real_out, fake_out = out[:m], out[m:]
+    real_out, fake_out, cols = _d_outputs(gan, d, d_params, real, fake, drop_key)
     loss = _d_loss(gan, state, real_out, fake_out)
     reg = jnp.zeros((), jnp.float32)
     if gan.d_regularizer is not None:
@@ -217,17 +193,19 @@ def d_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Array, *,
 
   (_, (d_loss, reg, real_out, fake_out, cols)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(d.params)
-  grads = _joined(gan, _pmean(grads, axis_name))
+  grads = k.join_updates(gan.discriminator, _pmean(grads, axis_name))
   new_d = _update(gan.d_optimizer, grads, d, _pmean_floats(cols, axis_name))
-  metrics = _d_metrics(gan, real_out, fake_out, d_loss, grads)
+  metrics = _d_metrics(real_out, fake_out, d_loss)
+  if gan.grad_norms:
+    metrics["d_grad_norm"] = k.global_norm(grads)
   if gan.d_regularizer is not None:
     metrics["d_reg"] = reg
   return state.replace(d=new_d), _pmean(metrics, axis_name)
 
 
 def g_step(gan: GAN, state: GANState, rng: jax.Array, batch_size: int, *,
-           axis_name: str | None = None, noise: jax.Array | None = None
-           ) -> tuple[GANState, Metrics]:
+           axis_name: str | None = None, noise: jax.Array | None = None,
+           kernels: str = "plain") -> tuple[GANState, Metrics]:
   """One generator update on fresh noise (Algorithm 1, outer step), then the EMA update.
 
   Draws ``batch_size`` noise vectors (or uses ``noise``), scores G(z) with D in
@@ -238,6 +216,7 @@ def g_step(gan: GAN, state: GANState, rng: jax.Array, batch_size: int, *,
   Returns:
     The new state and metrics ``g_loss``, ``g_grad_norm`` (with ``gan.grad_norms``).
   """
+  gan, k = _bound(gan, kernels), kernels_lib.get(kernels)
   z_key, drop_key = jax.random.split(rng)
   z = _noise(gan, z_key, batch_size, noise)
 
@@ -248,35 +227,22 @@ def g_step(gan: GAN, state: GANState, rng: jax.Array, batch_size: int, *,
     return _g_loss(gan, state, out), g_cols
 
   (g_loss, g_cols), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g.params)
-  grads = _joined(gan, _pmean(grads, axis_name))
+  grads = k.join_updates(gan.generator, _pmean(grads, axis_name))
   new_g = _update(gan.g_optimizer, grads, state.g, _pmean_floats(g_cols, axis_name))
   metrics = {"g_loss": g_loss}
   if gan.grad_norms:
-    metrics["g_grad_norm"] = global_norm(grads)
+    metrics["g_grad_norm"] = k.global_norm(grads)
   metrics = _pmean(metrics, axis_name)
   return state.replace(g=new_g, ema_params=_ema(gan, state, new_g)), metrics
 
 
-def simultaneous_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Array, *,
-                      axis_name: str | None = None, noise: jax.Array | None = None
-                      ) -> tuple[GANState, Metrics]:
-  """Both players' gradients from one minibatch and the same samples, applied together.
-
-  The authors' MNIST update: G(z) once, D once on the real and once on the
-  generated half (dropout in both), D's loss differentiated w.r.t. D's params
-  and G's loss w.r.t. the samples from the same forward pass, then both
-  optimizers applied and the EMA updated. Both players' collections take this
-  step's updates (D's from the real, then the generated pass).
-  ``state.step`` is not advanced.
-
-  The two halves go through D as separate passes so that the backward pass for
-  G's loss touches only the generated rows (the joint-batch form spends ~8% more
-  FLOPs on input gradients of real data that nothing uses).
-  """
+def _simultaneous_grads(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Array,
+                        noise: jax.Array | None):
+  """Both players' gradients from one minibatch and one G(z): (d_grads, g_grads, sample_ct,
+  (d_cols, g_cols), metrics). sample_ct, dG_loss / dG(z), is G's read of D's weights."""
   z_key, drop_key = jax.random.split(rng)
   real_key, fake_key = jax.random.split(drop_key)
-  m = real_batch.shape[0]
-  z = _noise(gan, z_key, m, noise)
+  z = _noise(gan, z_key, real_batch.shape[0], noise)
   g, d = state.g, state.d
   fake, g_vjp, g_cols = jax.vjp(
       lambda p: apply_player(gan.generator, g, z, train=True,
@@ -286,53 +252,58 @@ def simultaneous_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Arr
   real_out, real_vjp, d_cols = jax.vjp(
       lambda p: apply_player(gan.discriminator, d, real, train=True, rng=real_key, params=p),
       d.params, has_aux=True)  # [m]
-  d_after_real = d.replace(collections=d_cols)
   fake_out, fake_vjp, d_cols = jax.vjp(
-      lambda p, x: apply_player(gan.discriminator, d_after_real, x, train=True, rng=fake_key,
-                                params=p),
+      lambda p, x: apply_player(gan.discriminator, d.replace(collections=d_cols), x,
+                                train=True, rng=fake_key, params=p),
       d.params, fake, has_aux=True)  # [m]
-
   d_loss, (real_ct, fake_ct) = jax.value_and_grad(
       lambda r, f: _d_loss(gan, state, r, f), argnums=(0, 1))(real_out, fake_out)
   g_loss, g_ct = jax.value_and_grad(lambda f: _g_loss(gan, state, f))(fake_out)
   (d_grads_real,) = real_vjp(real_ct)
-  d_grads_fake, _ = fake_vjp(fake_ct)
-  d_grads = jax.tree.map(jnp.add, d_grads_real, d_grads_fake)
-  metrics = {}
+  d_grads = jax.tree.map(jnp.add, d_grads_real, fake_vjp(fake_ct)[0])
+  metrics = {**_d_metrics(real_out, fake_out, d_loss), "g_loss": g_loss}
   if gan.d_regularizer is not None:
     reg_key = jax.random.fold_in(drop_key, 2)
-    sg_fake = lax.stop_gradient(fake)
     reg, reg_grads = jax.value_and_grad(lambda p: gan.d_regularizer(
-        _d_fn(gan, d, p, reg_key), real, sg_fake, jax.random.fold_in(reg_key, 1)))(d.params)
+        _d_fn(gan, d, p, reg_key), real, lax.stop_gradient(fake),
+        jax.random.fold_in(reg_key, 1)))(d.params)
     d_grads = jax.tree.map(jnp.add, d_grads, reg_grads)
     metrics["d_reg"] = reg
-  _, sample_ct = fake_vjp(g_ct)  # dG_loss / dG(z): [m, ...]
+  _, sample_ct = fake_vjp(g_ct)  # [m, ...]
   (g_grads,) = g_vjp(sample_ct)
-  d_grads, g_grads = _pmean((d_grads, g_grads), axis_name)
-  d_norm_grads, g_norm_grads = d_grads, g_grads
-  if gan.join_updates:
-    # Each player's updates after its own gradients, D's also after G's read of D's
-    # weights (sample_ct): D's optimizer then runs beside G's backward pass. The gradient
-    # norms (products of their own) wait for both players', so as not to compete with
-    # that pass's matmuls for the threads.
-    d_grads, _ = join((d_grads, sample_ct))
-    g_grads = join(g_grads)
-    if gan.grad_norms:
-      d_norm_grads, g_norm_grads = join((d_norm_grads, g_norm_grads))
+  return d_grads, g_grads, sample_ct, (d_cols, g_cols), metrics
 
-  new_d = _update(gan.d_optimizer, d_grads, d, _pmean_floats(d_cols, axis_name))
-  new_g = _update(gan.g_optimizer, g_grads, g, _pmean_floats(g_cols, axis_name))
-  metrics.update(_d_metrics(gan, real_out, fake_out, d_loss, d_norm_grads))
-  metrics["g_loss"] = g_loss
+
+def simultaneous_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Array, *,
+                      axis_name: str | None = None, noise: jax.Array | None = None,
+                      kernels: str = "plain") -> tuple[GANState, Metrics]:
+  """Both players' gradients from one minibatch and the same samples, applied together.
+
+  The authors' MNIST update: G(z) once, D once on the real and once on the generated
+  half (dropout in both; the halves apart, so that G's backward pass touches only the
+  generated rows), D's loss differentiated w.r.t. D's params and G's loss w.r.t. the
+  samples of the same forward pass, then both optimizers applied and the EMA updated.
+  Both players' collections take this step's updates (D's from the real, then the
+  generated pass). ``state.step`` is not advanced.
+  """
+  gan, k = _bound(gan, kernels), kernels_lib.get(kernels)
+  d_grads, g_grads, sample_ct, (d_cols, g_cols), metrics = _simultaneous_grads(
+      gan, state, real_batch, rng, noise)
+  d_grads, g_grads = _pmean((d_grads, g_grads), axis_name)
   if gan.grad_norms:
-    metrics["g_grad_norm"] = global_norm(g_norm_grads)
-  metrics = _pmean(metrics, axis_name)
-  return state.replace(d=new_d, g=new_g, ema_params=_ema(gan, state, new_g)), metrics
+    norms_of = k.join_updates((gan.discriminator, gan.generator), (d_grads, g_grads))
+    metrics["d_grad_norm"], metrics["g_grad_norm"] = map(k.global_norm, norms_of)
+  d_grads = k.join_updates(gan.discriminator, d_grads, sample_ct)
+  g_grads = k.join_updates(gan.generator, g_grads)
+  new_d = _update(gan.d_optimizer, d_grads, state.d, _pmean_floats(d_cols, axis_name))
+  new_g = _update(gan.g_optimizer, g_grads, state.g, _pmean_floats(g_cols, axis_name))
+  return (state.replace(d=new_d, g=new_g, ema_params=_ema(gan, state, new_g)),
+          _pmean(metrics, axis_name))
 
 
 def train_step(gan: GAN, state: GANState, real_batches: Batch, rng: jax.Array, *,
-               axis_name: str | None = None, noise: jax.Array | None = None
-               ) -> tuple[GANState, Metrics]:
+               axis_name: str | None = None, noise: jax.Array | None = None,
+               kernels: str = "plain") -> tuple[GANState, Metrics]:
   """One training iteration; advances ``state.step`` by one.
 
   Args:
@@ -345,6 +316,7 @@ def train_step(gan: GAN, state: GANState, real_batches: Batch, rng: jax.Array, *
     noise: optional ``[gan.noise_batches_per_step, m, latent]``: for the
       alternating mode the k D steps' noise then the G step's; otherwise drawn
       from ``rng``.
+    kernels: "plain" or "cpu" (``gan_jax.kernels``).
 
   Returns:
     The new state and the metrics of both players (D's from its last step):
@@ -355,16 +327,16 @@ def train_step(gan: GAN, state: GANState, real_batches: Batch, rng: jax.Array, *
   if real_batches.shape[0] != expected:
     raise ValueError(f"real_batches has leading axis {real_batches.shape[0]}; this GAN "
                      f"(update_rule={gan.update_rule!r}, k={gan.k}) needs {expected}.")
+  kw = dict(axis_name=axis_name, kernels=kernels)
   nz = (lambda j: None) if noise is None else (lambda j: noise[j])
   if gan.update_rule == "simultaneous":
-    state, metrics = simultaneous_step(gan, state, real_batches[0], rng,
-                                       axis_name=axis_name, noise=nz(0))
+    state, metrics = simultaneous_step(gan, state, real_batches[0], rng, noise=nz(0), **kw)
   else:
     d_metrics = {}
     for j in range(gan.k):
       state, d_metrics = d_step(gan, state, real_batches[j], jax.random.fold_in(rng, j),
-                                axis_name=axis_name, noise=nz(j))
+                                noise=nz(j), **kw)
     state, g_metrics = g_step(gan, state, jax.random.fold_in(rng, gan.k),
-                              real_batches.shape[1], axis_name=axis_name, noise=nz(gan.k))
+                              real_batches.shape[1], noise=nz(gan.k), **kw)
     metrics = {**d_metrics, **g_metrics}
   return state.replace(step=state.step + 1), metrics

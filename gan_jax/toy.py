@@ -48,7 +48,8 @@ def affine_generator_density(g_params: dict, x: np.ndarray) -> np.ndarray:
 
 def discriminator_steps(gan: GAN, state: GANState,
                         sample_real: Callable[[jax.Array, int], jax.Array], key: jax.Array, *,
-                        num_steps: int, batch_size: int) -> tuple[GANState, jax.Array]:
+                        num_steps: int, batch_size: int, kernels: str = "plain"
+                        ) -> tuple[GANState, jax.Array]:
   """``num_steps`` D updates with G held fixed (Proposition 1's setting); returns D's losses.
 
   Not jitted (so that it can run under ``jax.vmap`` over replicas' states);
@@ -58,14 +59,14 @@ def discriminator_steps(gan: GAN, state: GANState,
   def body(state, i):
     k = jax.random.fold_in(key, i)
     real = sample_real(jax.random.fold_in(k, 0), batch_size)
-    state, metrics = steps.d_step(gan, state, real, jax.random.fold_in(k, 1))
+    state, metrics = steps.d_step(gan, state, real, jax.random.fold_in(k, 1), kernels=kernels)
     return state, metrics["d_loss"]
 
   return lax.scan(body, state, jnp.arange(num_steps))
 
 
 train_discriminator = jax.jit(discriminator_steps, static_argnums=(0, 2),
-                              static_argnames=("num_steps", "batch_size"))
+                              static_argnames=("num_steps", "batch_size", "kernels"))
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -205,7 +206,7 @@ class Gaussian1D(experiment.Experiment):
     state = state.replace(d=state.d.replace(opt_state=settle.init(state.d_params)))
     state, _ = train_discriminator(gan_a, state, _gaussian_sampler(c.data.mean, c.data.std),
                                    jax.random.fold_in(root, 2), num_steps=c.d_pretrain_steps,
-                                   batch_size=c.batch_size)
+                                   batch_size=c.batch_size, kernels=self.kernels)
     # D's own optimizer, freshly initialised (zero moments, this replica's learning rate).
     fresh = self.initial_state(i, gan, None, root).d.opt_state
     state = state.replace(d=state.d.replace(opt_state=fresh))

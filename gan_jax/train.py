@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from gan_jax import (build, checkpoint, experiment as experiment_lib, optim, preemption, schema,
-                     sweep, workdir as workdir_lib)
+from gan_jax import (build, checkpoint, experiment as experiment_lib, kernels as kernels_lib,
+                     optim, preemption, schema, sweep, workdir as workdir_lib)
 from gan_jax.errors import UserError
 from gan_jax.experiment import Outputs, Selection
 from gan_jax.loop import TrainLoop
@@ -280,7 +280,8 @@ def train_group(configs: list[ml_collections.ConfigDict], workdirs: list[str],
   try:
     for ckpt, config in zip(ckpts, configs, strict=True):
       schema.check_resumable(ckpt, config, fields=exp_cls.schema(), resumable=exp_cls.resumable)
-    run = _Run(exp_cls(configs), workdirs, names, tuple(devices), ckpts, closers)
+    kernels = kernels_lib.for_devices(configs[0].get("kernels", "auto"), devices)
+    run = _Run(exp_cls(configs, kernels), workdirs, names, tuple(devices), ckpts, closers)
     return _loop(run)
   except _Misaligned:
     pass
@@ -413,7 +414,7 @@ class _Run:
       self._loops[length] = TrainLoop(
           self.gan, self.data.source, global_batch=self.config.batch_size,
           steps_per_call=length, parallel=self.config.get("parallel", "pmap"),
-          devices=self.devices, vmapped=True)
+          devices=self.devices, vmapped=True, kernels=self.exp.kernels)
     return self._loops[length]
 
   def _put(self, states: list[GANState]) -> Any:

@@ -11,6 +11,7 @@ from conftest import FEATURES, LATENT, assert_trees_close, assert_trees_equal, t
 
 import gan_jax
 from gan_jax import losses, steps
+from gan_jax.kernels import cpu
 
 M = 8
 # The steps with the spec (and g_step's batch size) static, as users jit them.
@@ -182,7 +183,7 @@ def test_uniform_latent_has_unit_variance():
 def test_join_adds_an_exact_zero_even_beside_nan_and_inf():
   tree = {"a": jnp.array([1.5, -2.0]), "b": jnp.array([[jnp.nan, 3.0]]),
           "c": jnp.array([jnp.inf]), "empty": jnp.zeros((0,))}
-  out = jax.jit(steps.join)(tree)
+  out = jax.jit(cpu.join)(tree)
   assert_trees_equal(out, tree)  # NaN == NaN here: assert_array_equal treats them as equal
   assert np.isinf(out["c"][0]) and not np.isnan(out["a"]).any()
 
@@ -202,32 +203,31 @@ def _kernel_copies_in_loop_bodies(hlo: str, shapes: set[str]) -> list[str]:
   return found
 
 
+def _compiled_chunk(gan, state, data, kernels):
+  """(weight copies in the loop, state, metrics) of 5 scanned iterations with ``kernels``."""
+  shapes = {"f32[" + ",".join(map(str, x.shape)) + "]"
+            for x in jax.tree.leaves((state.g.params, state.d.params)) if x.ndim == 2}
+  chunk = jax.jit(functools.partial(gan_jax.loop.run_chunk, gan, gan_jax.ArraySource(len(data)),
+                                    num_steps=5, global_batch=M, kernels=kernels))
+  compiled = chunk.lower(state, data, jax.random.key(1)).compile()
+  return (_kernel_copies_in_loop_bodies(compiled.as_text(), shapes),
+          *compiled(state, data, jax.random.key(1)))
+
+
 @pytest.mark.parametrize("update_rule", ["alternating", "simultaneous"])
-def test_the_loop_updates_weights_in_place_and_join_changes_no_update(update_rule, monkeypatch):
-  # Without join, a backward pass's read of a weight (of the layer above, or D's for G's
-  # gradient) is not an ancestor of that weight's update, and XLA copies the weight at the
-  # top of every iteration. With it: no copies, and the same state bit for bit.
+def test_the_cpu_kernels_update_weights_in_place_and_change_no_update(update_rule):
+  # With the plain kernels a backward pass's read of a weight (of the layer above, or D's
+  # for G's gradient) is not an ancestor of that weight's update, and XLA copies the weight
+  # at the top of every iteration. The CPU kernels' join: no copies, the same state.
   data = np.random.RandomState(0).randint(0, 256, (240, FEATURES)).astype(np.uint8)
   gan = tiny_gan(keep=0.8, update_rule=update_rule, ema_decay=0.9)
   state = gan_jax.init_state(gan, jax.random.key(0), data[:2])
-  shapes = {"f32[" + ",".join(map(str, x.shape)) + "]"
-            for x in jax.tree.leaves((state.g.params, state.d.params)) if x.ndim == 2}
-
-  def run(join):
-    monkeypatch.setattr(steps, "join", join)
-    chunk = jax.jit(functools.partial(gan_jax.loop.run_chunk, gan,
-                                      gan_jax.ArraySource(len(data)), num_steps=5,
-                                      global_batch=M))
-    compiled = chunk.lower(state, data, jax.random.key(1)).compile()
-    out, metrics = compiled(state, data, jax.random.key(1))
-    return _kernel_copies_in_loop_bodies(compiled.as_text(), shapes), out, metrics
-
-  joined_copies, joined, joined_metrics = run(steps.join)
-  plain_copies, plain, plain_metrics = run(lambda tree: tree)
+  cpu_copies, cpu_state, cpu_metrics = _compiled_chunk(gan, state, data, "cpu")
+  plain_copies, plain_state, plain_metrics = _compiled_chunk(gan, state, data, "plain")
   assert plain_copies, "the check no longer sees the copies it guards against"
-  assert joined_copies == []
-  assert_trees_equal(joined, plain)
-  assert_trees_close(joined_metrics, plain_metrics, rtol=1e-6)
+  assert cpu_copies == []
+  assert_trees_equal(cpu_state, plain_state)
+  assert_trees_close(cpu_metrics, plain_metrics, rtol=1e-6)
 
 
 @pytest.mark.parametrize("update_rule", ["alternating", "simultaneous"])
@@ -240,20 +240,12 @@ def test_bf16_players_need_no_join_to_update_in_place(update_rule, monkeypatch):
   gan = dataclasses.replace(gan, generator=gan.generator.clone(dtype=jnp.bfloat16),
                             discriminator=gan.discriminator.clone(dtype=jnp.bfloat16))
   state = gan_jax.init_state(gan, jax.random.key(0), data[:2])
-  shapes = {"f32[" + ",".join(map(str, x.shape)) + "]"
-            for x in jax.tree.leaves((state.g.params, state.d.params)) if x.ndim == 2}
-  runs, joins = {}, []
-  real_join = steps.join
-  monkeypatch.setattr(steps, "join", lambda tree: joins.append(tree) or real_join(tree))
-  for join_updates in (True, False):
-    joins.clear()
-    chunk = jax.jit(functools.partial(
-        gan_jax.loop.run_chunk, dataclasses.replace(gan, join_updates=join_updates),
-        gan_jax.ArraySource(len(data)), num_steps=5, global_batch=M))
-    compiled = chunk.lower(state, data, jax.random.key(1)).compile()
-    runs[join_updates] = (_kernel_copies_in_loop_bodies(compiled.as_text(), shapes),
-                          *compiled(state, data, jax.random.key(1)))
-    assert bool(joins) == join_updates
-  assert runs[False][0] == []
-  assert_trees_equal(runs[False][1], runs[True][1])
-  assert_trees_close(runs[False][2], runs[True][2], rtol=1e-6)
+  joins, real_join = [], cpu.join
+  monkeypatch.setattr(cpu, "join", lambda tree: joins.append(tree) or real_join(tree))
+  unjoined = _compiled_chunk(gan, state, data, "cpu")
+  assert joins == [] and unjoined[0] == []
+  monkeypatch.setattr(cpu, "_computes_in_bf16", lambda module: False)
+  joined = _compiled_chunk(gan, state, data, "cpu")
+  assert joins
+  assert_trees_equal(unjoined[1], joined[1])
+  assert_trees_close(unjoined[2], joined[2], rtol=1e-6)

@@ -5,17 +5,18 @@ import optax
 import pytest
 
 import gan_jax
-from gan_jax import models
+from gan_jax import players
+from gan_jax.kernels import cpu, plain
 
 
 @pytest.mark.parametrize("keep,width", [(0.5, 1), (0.75, 2), (0.25, 2), (0.8, 16), (0.9, 16)])
 def test_mask_width_is_the_narrowest_exact_one(keep, width):
-  assert models.mask_bit_width(keep) == width
+  assert plain.mask_bit_width(keep) == width
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.8, 0.3])
 def test_bernoulli_mask_frequency_and_independence(keep):
-  mask, realised = models.bernoulli_mask(jax.random.key(0), keep, (1000, 500))
+  mask, realised = plain.bernoulli_mask(jax.random.key(0), keep, (1000, 500))
   assert abs(realised - keep) < 1e-5
   freq = float(jnp.mean(mask))
   sigma = (keep * (1 - keep) / mask.size) ** 0.5
@@ -25,23 +26,24 @@ def test_bernoulli_mask_frequency_and_independence(keep):
   corr = np.corrcoef(m[:-1], m[1:])[0, 1]
   assert abs(corr) < 5 / m.size**0.5
   # Different keys give different masks.
-  other, _ = models.bernoulli_mask(jax.random.key(1), keep, (1000, 500))
+  other, _ = plain.bernoulli_mask(jax.random.key(1), keep, (1000, 500))
   assert float(jnp.mean(mask != other)) > 0.1
 
 
 @pytest.mark.parametrize("keep", [0.8, 0.3, 0.5, 0.75, 129 / 256, 0.9999999, 1.0])
 @pytest.mark.parametrize("shape", [(7, 13), (100, 784), (3,)])
-def test_bernoulli_mask_is_the_fields_of_its_words_low_bits_first(keep, shape):
-  # The whole-byte widths read their fields through a bitcast; the mask is the one the
+@pytest.mark.parametrize("kernels", [plain, cpu])
+def test_bernoulli_mask_is_the_fields_of_its_words_low_bits_first(keep, shape, kernels):
+  # The CPU kernels read whole-byte fields through a bitcast; the mask is the one the
   # shifts give (the streams of earlier runs), at sizes that leave part of a word over.
-  width = models.mask_bit_width(keep)
+  width = plain.mask_bit_width(keep)
   threshold = int(round(keep * (1 << width)))
   size = int(np.prod(shape))
   words = np.asarray(jax.random.bits(jax.random.key(4), (-(-size * width // 32),), jnp.uint32))
   shifts = np.arange(0, 32, width, dtype=np.uint32)
   fields = (words[:, None] >> shifts) & np.uint32((1 << width) - 1)
   expected = fields.reshape(-1)[:size].reshape(shape) < threshold
-  mask, realised = jax.jit(models.bernoulli_mask, static_argnums=(1, 2))(
+  mask, realised = jax.jit(kernels.bernoulli_mask, static_argnums=(1, 2))(
       jax.random.key(4), keep, shape)
   np.testing.assert_array_equal(np.asarray(mask), expected)
   assert realised == threshold / (1 << width)
@@ -49,11 +51,11 @@ def test_bernoulli_mask_is_the_fields_of_its_words_low_bits_first(keep, shape):
 
 def test_dropout_is_unbiased_and_zeroes_elements():
   x = jnp.ones((2000, 300))
-  y = models.dropout(x, 0.8, jax.random.key(3))
+  y = players.dropout(x, 0.8, jax.random.key(3))
   assert abs(float(jnp.mean(y)) - 1.0) < 0.01
-  _, realised = models.bernoulli_mask(jax.random.key(3), 0.8, (1,))
+  _, realised = plain.bernoulli_mask(jax.random.key(3), 0.8, (1,))
   np.testing.assert_allclose(np.unique(np.asarray(y)), [0.0, 1 / realised], rtol=1e-6)
-  assert models.dropout(x, 1.0, jax.random.key(3)) is x
+  assert players.dropout(x, 1.0, jax.random.key(3)) is x
 
 
 def test_paper_players_shapes_ranges_and_init():
@@ -92,35 +94,36 @@ def test_maxout_matches_a_direct_computation():
                                      rngs={"dropout": jax.random.key(2)}), expected, rtol=1e-5)
 
 
-def _maxout_by_fold(z, pieces, width):  # the earlier implementation, differentiated by JAX
+def _maxout_by_maximum(z, pieces, width):  # maxout as a fold of jnp.maximum
   h = z[..., :width]
   for p in range(1, pieces):
     h = jnp.maximum(h, z[..., p * width:(p + 1) * width])
   return h
 
 
-def test_maxout_gradient_goes_to_the_max_in_one_pass_as_autodiff_of_the_fold_did():
+@pytest.mark.parametrize("kernels", [plain, cpu])
+def test_maxout_gradient_goes_to_the_max(kernels):
   z = jax.random.normal(jax.random.key(0), (6, 5 * 7))
   g = jax.random.normal(jax.random.key(1), (6, 7))
   loss = lambda f: lambda z: jnp.sum(f(z, 5, 7) * g)
-  np.testing.assert_array_equal(models._maxout(z, 5, 7), _maxout_by_fold(z, 5, 7))
-  np.testing.assert_array_equal(jax.grad(loss(models._maxout))(z),
-                                jax.grad(loss(_maxout_by_fold))(z))
+  np.testing.assert_array_equal(kernels.maxout(z, 5, 7), _maxout_by_maximum(z, 5, 7))
+  np.testing.assert_array_equal(jax.grad(loss(kernels.maxout))(z),
+                                jax.grad(loss(_maxout_by_maximum))(z))
   # Under vmap (sweeps) and to second order (gradient penalties differentiate D's gradient).
   zs = jnp.stack([z, -z])
-  np.testing.assert_array_equal(jax.vmap(jax.grad(loss(models._maxout)))(zs),
-                                jax.vmap(jax.grad(loss(_maxout_by_fold)))(zs))
+  np.testing.assert_array_equal(jax.vmap(jax.grad(loss(kernels.maxout)))(zs),
+                                jax.vmap(jax.grad(loss(_maxout_by_maximum)))(zs))
   w = jax.random.normal(jax.random.key(2), (4, 5 * 7))
   penalty = lambda f: lambda w: jnp.sum(jax.grad(lambda x: jnp.sum(f(x @ w, 5, 7) ** 2))(
       jnp.ones((3, 4))) ** 2)
-  np.testing.assert_allclose(jax.grad(penalty(models._maxout))(w),
-                             jax.grad(penalty(_maxout_by_fold))(w), rtol=1e-5)
+  np.testing.assert_allclose(jax.grad(penalty(kernels.maxout))(w),
+                             jax.grad(penalty(_maxout_by_maximum))(w), rtol=1e-5)
   # Ties go to the first slab holding the max; a NaN in any slab propagates.
   tie = jnp.zeros((1, 3 * 2))
-  np.testing.assert_array_equal(jax.grad(lambda z: jnp.sum(models._maxout(z, 3, 2)))(tie),
+  np.testing.assert_array_equal(jax.grad(lambda z: jnp.sum(kernels.maxout(z, 3, 2)))(tie),
                                 [[1, 1, 0, 0, 0, 0]])
   nan = jnp.zeros((1, 3 * 2)).at[0, 5].set(jnp.nan)
-  assert np.isnan(models._maxout(nan, 3, 2)[0, 1]) and models._maxout(nan, 3, 2)[0, 0] == 0
+  assert np.isnan(kernels.maxout(nan, 3, 2)[0, 1]) and kernels.maxout(nan, 3, 2)[0, 0] == 0
 
 
 def test_dropout_runs_only_in_training():
@@ -136,7 +139,7 @@ def test_dropout_runs_only_in_training():
 
 def test_marginal_output_bias_sets_initial_output_to_marginals():
   means = np.array([0.0, 0.13, 0.5, 0.9, 1.0])
-  bias = models.marginal_output_bias(means)
+  bias = players.marginal_output_bias(means)
   np.testing.assert_allclose(1 / (1 + np.exp(-bias.astype(np.float64))),
                              np.clip(means, 1e-7, 1 - 1e-7), rtol=1e-5)
   g = gan_jax.MLPGenerator(output_dim=5, hidden=(4,), init_scale=1e-6)
