@@ -80,10 +80,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   # Imported here so that --help and flag errors come back without loading JAX or TF.
-  import jax  # pylint: disable=import-outside-toplevel
-  from gan_jax import distributed, evaluate, experiment, sweep, train  # pylint: disable=import-outside-toplevel
-  from gan_jax import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+  import projects  # pylint: disable=import-outside-toplevel
   from gan_jax.errors import UserError  # pylint: disable=import-outside-toplevel
+  from gan_jax.run import distributed, sweep, train  # pylint: disable=import-outside-toplevel
 
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # libraries' INFO chatter would bury the progress
@@ -95,23 +94,15 @@ def main(argv):
       print(f"Joined a multi-process run: {distributed.describe()}", flush=True)
     workdir = _WORKDIR.value or default_workdir()
     config = _CONFIG.value
-    kind = experiment.get(config)
+    experiment = projects.find(config.get("experiment") or "mnist")
     if _MODE.value == "eval":
-      if not kind.has_eval_mode:
-        raise UserError(f"The {config.experiment} experiment scores itself while it trains "
-                        f"(see metrics.jsonl and results.json in the workdir); it has no "
-                        f"--mode=eval. Run it with --mode=train (the default).")
       for replica in sweep.expand(config):  # one, in the workdir itself, without a sweep
-        evaluate.evaluate_checkpoint(replica.config, os.path.join(workdir, replica.name),
-                                     _CHECKPOINT.value)
-      return
-    train.validate_experiment(config)  # a bad config is refused before the workdir exists
-    # One run per workdir: process 0 holds its lock until this process ends.
-    with workdir_lib.locked(workdir, enabled=jax.process_index() == 0):
-      if config.get("sweep"):
-        train.train_sweep(config, workdir)
-      else:
-        train.train_and_evaluate(config, workdir)
+        experiment.evaluate_checkpoint(replica.config, os.path.join(workdir, replica.name),
+                                       _CHECKPOINT.value)
+    elif config.get("sweep"):
+      train.train_sweep(config, workdir, experiment)
+    else:
+      train.train_and_evaluate(config, workdir, experiment)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(2)

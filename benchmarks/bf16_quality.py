@@ -24,7 +24,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import common  # noqa: E402
-from gan_jax import train  # noqa: E402
+from gan_jax.run import train  # noqa: E402
+from projects.mnist.experiment import MNIST  # noqa: E402
 
 KEYS = ("val_parzen_ll", "ema_val_parzen_ll", "val_frechet_distance",
         "ema_val_frechet_distance")
@@ -38,7 +39,7 @@ def run(dtype: str, seed: int, steps: int, mnist_dir: str) -> tuple[dict, float]
   config.parallel = "none"
   with tempfile.TemporaryDirectory() as workdir:
     t0 = time.time()
-    train.train_and_evaluate(config, workdir)
+    train.train_and_evaluate(config, workdir, MNIST)
     seconds = time.time() - t0
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
       rows = [json.loads(line) for line in f if line.strip()]

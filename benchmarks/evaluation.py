@@ -21,7 +21,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from gan_jax.evaluation import classifier, metrics  # noqa: E402
+from projects.mnist.metrics import classifier, features as metrics  # noqa: E402
 
 
 def _median(fn, repeats=3):

@@ -19,7 +19,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from gan_jax.evaluation import parzen  # noqa: E402
+from projects.mnist.metrics import parzen  # noqa: E402
 
 
 def main():

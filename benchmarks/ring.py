@@ -27,7 +27,8 @@ import jax.numpy as jnp  # noqa: E402
 
 import gan_jax  # noqa: E402
 from benchmarks import common  # noqa: E402
-from gan_jax import loop as loop_lib, ring  # noqa: E402
+from gan_jax import loop as loop_lib  # noqa: E402
+from projects.ring_2d import experiment as ring  # noqa: E402
 
 REPLICAS = 16
 

@@ -27,7 +27,7 @@ import json, os, sys, time, statistics
 sys.path.insert(0, {root!r})
 import jax, numpy as np
 import gan_jax
-from gan_jax import build
+from gan_jax.run import build
 from benchmarks import common
 n, batch, iters = {n}, {batch}, {iters}
 config = common.load_config("experiments/mnist.py")

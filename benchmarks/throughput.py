@@ -32,7 +32,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import gan_jax  # noqa: E402
-from gan_jax import build, kernels, loop as loop_lib, steps  # noqa: E402
+from gan_jax import kernels, loop as loop_lib, steps  # noqa: E402
+from gan_jax.run import build  # noqa: E402
 from gan_jax.kernels import cpu  # noqa: E402
 from benchmarks import common  # noqa: E402
 

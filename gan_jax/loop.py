@@ -337,3 +337,27 @@ class TrainLoop:
     """
     dstate, metrics = self._compiled(dstate, data, key)
     return dstate, self.get_state(metrics)
+
+
+def discriminator_steps(gan: GAN, state: GANState,
+                        sample_real: Callable[[jax.Array, int], jax.Array], key: jax.Array, *,
+                        num_steps: int, batch_size: int, kernels: str = "plain"
+                        ) -> tuple[GANState, jax.Array]:
+  """``num_steps`` D updates with G held fixed (Proposition 1's setting, or a warm-up
+  that puts D ahead), real minibatches from ``sample_real(key, n)``; returns D's losses.
+
+  Not jitted (so that it can run under ``jax.vmap`` over replicas' states);
+  ``train_discriminator`` is its compiled form.
+  """
+
+  def body(state, i):
+    k = jax.random.fold_in(key, i)
+    real = sample_real(jax.random.fold_in(k, 0), batch_size)
+    state, metrics = steps.d_step(gan, state, real, jax.random.fold_in(k, 1), kernels=kernels)
+    return state, metrics["d_loss"]
+
+  return lax.scan(body, state, jnp.arange(num_steps))
+
+
+train_discriminator = jax.jit(discriminator_steps, static_argnums=(0, 2),
+                              static_argnames=("num_steps", "batch_size", "kernels"))

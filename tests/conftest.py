@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import pathlib
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=4").strip()
@@ -47,7 +48,7 @@ def assert_trees_equal(a, b):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = pathlib.Path(__file__).resolve().parent.parent  # the repository
 MNIST_DIR = os.path.join(os.path.dirname(ROOT), "shared", "data", "mnist")
 needs_mnist = pytest.mark.skipif(not os.path.isdir(MNIST_DIR),
                                  reason=f"the MNIST files are expected in {MNIST_DIR}")
@@ -73,7 +74,7 @@ def mnist(tfds_dir):
   if not os.path.isdir(MNIST_DIR):
     pytest.skip(f"the MNIST files are expected in {MNIST_DIR}")
   import filelock  # pylint: disable=import-outside-toplevel
-  from gan_jax import data  # pylint: disable=import-outside-toplevel
+  from projects.mnist import data  # pylint: disable=import-outside-toplevel
   with filelock.FileLock(os.path.join(tfds_dir, ".prepare.lock")):  # one worker prepares
     return data.load_mnist(manual_dir=MNIST_DIR, data_dir=tfds_dir)
 
@@ -85,7 +86,7 @@ def mnist_classifier(mnist, tmp_path_factory):
   Compiled with XLA's optimisations on (as in real use): unoptimised convolutions
   would make its training several times slower.
   """
-  from gan_jax.evaluation import classifier  # pylint: disable=import-outside-toplevel
+  from projects.mnist.metrics import classifier  # pylint: disable=import-outside-toplevel
   cache = str(tmp_path_factory.mktemp("classifier_cache"))
   with optimized():
     clf = classifier.load_or_train(mnist, cache_dir=cache, verbose=False)

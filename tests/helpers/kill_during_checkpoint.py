@@ -27,5 +27,6 @@ async def _rename_or_die(src, dst):
 
 
 async_path.rename = _rename_or_die
+sys.path.insert(0, os.getcwd())  # launch.py's folder, as when it runs as a script
 sys.argv = ["launch.py"] + sys.argv[2:]
 runpy.run_path("launch.py", run_name="__main__")

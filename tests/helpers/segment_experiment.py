@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax import build, evaluate, experiment, schema
+from gan_jax.run import build, experiment, schema
 from gan_jax.loop import SamplerSource
 from gan_jax.state import init_state, sample_latent
 
@@ -22,9 +22,9 @@ def sample_segment(key, n):
 
 
 class Segment(experiment.Experiment):
-  fields = {"model": {"latent_dim": schema._positive(), "latent_dist": schema._choice(
+  fields = {"model": {"latent_dim": schema.positive(), "latent_dist": schema.choice(
                 ("normal", "uniform"), default="normal"), **schema.MLP_PLAYERS},
-            "num_eval_samples": schema._positive()}
+            "num_eval_samples": schema.positive()}
   resumable = ("num_eval_samples",)
 
   def load_data(self):
@@ -39,7 +39,7 @@ class Segment(experiment.Experiment):
 
   def evaluate(self, i, gan, state, memory, out, root):
     z = sample_latent(gan, jax.random.fold_in(root, 3), (self.configs[i].num_eval_samples,))
-    x = evaluate.generate(gan, state, z)
+    x = experiment.generate(gan, state, z)
     # Distance of each sample from the segment, and how much of its length the samples span.
     dist = np.hypot(np.maximum(np.abs(x[:, 0]) - 1.0, 0.0), x[:, 1])
     return {"mean_distance": float(dist.mean()),

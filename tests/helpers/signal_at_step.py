@@ -12,7 +12,7 @@ import runpy
 import signal
 import sys
 
-from gan_jax import train
+from gan_jax.run import train
 
 NAME, STEP = sys.argv[1], int(sys.argv[2])
 SIGNAL = getattr(signal, NAME)
@@ -30,5 +30,6 @@ def _train_chunk_then_signal(self):
 
 
 train._Run.train_chunk = _train_chunk_then_signal  # pylint: disable=protected-access
+sys.path.insert(0, os.getcwd())  # launch.py's folder, as when it runs as a script
 sys.argv = ["launch.py"] + sys.argv[3:]
 runpy.run_path("launch.py", run_name="__main__")

@@ -1,0 +1,114 @@
+"""From a config to a GAN spec: the one place config fields become objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from gan_jax import losses, optim, players
+from gan_jax.state import GAN, GANState, init_state
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def make_generator(cfg: Any, output_dim: int, dtype: str) -> players.MLPGenerator:
+  return players.MLPGenerator(output_dim=output_dim, hidden=tuple(cfg.hidden),
+                             activation=cfg.activation, output_activation=cfg.output_activation,
+                             init_scale=cfg.init_scale, dtype=DTYPES[dtype])
+
+
+def make_discriminator(cfg: Any, dtype: str) -> players.MaxoutDiscriminator:
+  return players.MaxoutDiscriminator(hidden=tuple(cfg.hidden), pieces=cfg.pieces,
+                                    activation=cfg.activation, init_scale=cfg.init_scale,
+                                    input_keep=cfg.input_keep, hidden_keep=cfg.hidden_keep,
+                                    dtype=DTYPES[dtype])
+
+
+def make_regularizer(gan_cfg: Any) -> Any:
+  """D's regulariser from ``gan.r1_gamma`` / ``gan.gp_weight`` (0 = off; the schema allows one)."""
+  if gan_cfg.get("r1_gamma", 0.0):
+    return losses.R1(float(gan_cfg.r1_gamma))
+  if gan_cfg.get("gp_weight", 0.0):
+    return losses.GradientPenalty(float(gan_cfg.gp_weight))
+  return None
+
+
+def make_gan(config: Any, *, data_dim: int, batches_per_epoch: int,
+             g_loss: Any = None, d_loss: Any = None) -> GAN:
+  """The GAN spec of an experiment config (sections ``model``, ``optimizer``, ``gan``).
+
+  ``batches_per_epoch``: real minibatches in one pass over the training set. Epoch-based
+  schedules count optimizer updates: D makes one per minibatch, G one per iteration
+  (k minibatches in the alternating mode, one when simultaneous).
+  ``g_loss`` / ``d_loss`` replace the config's (a sweep group passes the tuple of
+  its replicas' losses; each replica's state picks one).
+  """
+  model = config.model
+  d_opt_cfg = config.optimizer
+  g_opt_cfg = config.get("g_optimizer") or config.optimizer
+  k = config.gan.k if config.gan.update_rule == "alternating" else 1
+  return GAN(
+      generator=make_generator(model.generator, data_dim, model.get("dtype", "float32")),
+      discriminator=make_discriminator(model.discriminator, model.get("dtype", "float32")),
+      g_optimizer=optim.make_optimizer(g_opt_cfg, steps_per_epoch=max(batches_per_epoch // k, 1)),
+      d_optimizer=optim.make_optimizer(d_opt_cfg, steps_per_epoch=batches_per_epoch),
+      latent_dim=model.latent_dim,
+      latent_dist=model.get("latent_dist", "uniform"),
+      g_loss=config.gan.g_loss if g_loss is None else g_loss,
+      d_loss=config.gan.get("d_loss", "bce") if d_loss is None else d_loss,
+      d_regularizer=make_regularizer(config.gan),
+      real_label=config.gan.real_label,
+      ema_decay=config.gan.get("ema_decay", 0.0),
+      ema_power=config.gan.get("ema_power", 0.0),
+      k=config.gan.k,
+      update_rule=config.gan.update_rule,
+      grad_norms=config.gan.get("grad_norms", True),
+  )
+
+
+def replica_hparams(config: Any) -> dict[str, Any]:
+  """A config's per-replica values, as ``state.set_hparams`` takes them."""
+  g_opt = config.get("g_optimizer") or config.optimizer
+  return {"real_label": config.gan.real_label, "ema_decay": config.gan.get("ema_decay", 0.0),
+          "g_loss": config.gan.g_loss, "d_loss": config.gan.get("d_loss", "bce"),
+          "d_learning_rate": config.optimizer.learning_rate,
+          "g_learning_rate": g_opt.learning_rate}
+
+
+def loss_choices(values: list[Any]) -> Any:
+  """One loss when all replicas share it, else the tuple of their distinct losses, in order."""
+  unique = tuple(dict.fromkeys(values))
+  return unique[0] if len(unique) == 1 else unique
+
+
+def make_group_gan(configs: list[Any], *, data_dim: int, batches_per_epoch: int) -> GAN:
+  """One spec for configs that differ only in per-replica values (``sweep.VMAPPABLE``).
+
+  Their G and D losses become tuples of choices when they differ; the rest of
+  the spec is the first config's (its numbers are only initial values).
+  """
+  return make_gan(configs[0], data_dim=data_dim, batches_per_epoch=batches_per_epoch,
+                  g_loss=loss_choices([c.gan.g_loss for c in configs]),
+                  d_loss=loss_choices([c.gan.get("d_loss", "bce") for c in configs]))
+
+
+def make_gan_and_state(config: Any, dataset: Any, gan: GAN | None = None
+                       ) -> tuple[GAN, jax.Array, GANState]:
+  """The spec, the run's root key and its initial state, for ``config`` on ``dataset``.
+
+  ``dataset``: a ``projects.mnist.data.Dataset`` (flat uint8 images). ``gan``: a shared
+  spec (a sweep group's); default: the config's own. G's output bias is set from
+  the training pixels' marginals when the config asks for it.
+  """
+  if gan is None:
+    gan = make_gan(config, data_dim=dataset.dim,
+                   batches_per_epoch=len(dataset.train) // config.batch_size)
+  bias = None
+  if config.model.generator.get("output_bias") == "marginals":
+    bias = players.marginal_output_bias(dataset.train.mean(0) / 255.0)
+  root_key = jax.random.key(config.seed)
+  state = init_state(gan, jax.random.fold_in(root_key, 0), dataset.train[:1], g_output_bias=bias,
+                     hparams=replica_hparams(config))
+  return gan, root_key, state

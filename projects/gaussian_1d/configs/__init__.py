@@ -1,0 +1,1 @@
+"""Configs of the 1-D Gaussian experiment."""

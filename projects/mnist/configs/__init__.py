@@ -1,0 +1,1 @@
+"""Configs of the MNIST experiment: `python launch.py --config=projects/mnist/configs/mnist.py`."""

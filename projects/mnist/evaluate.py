@@ -1,0 +1,243 @@
+"""Evaluate a trained generator: the paper's Parzen-window log-likelihood on MNIST, and
+metrics on the features of an MNIST classifier."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from gan_jax.run import build, checkpoint, schema
+from gan_jax.errors import UserError
+from gan_jax.run.experiment import EMA_PREFIX, generate  # EMA metrics: ema_parzen_ll, ...
+from gan_jax.state import LAYOUT_VERSION, GAN, GANState, sample_latent
+from projects.mnist import data as data_lib
+from projects.mnist.metrics import classifier, features as metrics, parzen
+
+NUM_SAMPLES = 10_000  # the authors' protocol: 10k kernel centres,
+NUM_VALIDATION = 1_000  # sigma chosen on the first 1k validation images,
+# and the whole test set for the reported mean. Model selection scores the rest of the
+# validation split (validation[1000:]) with the same sigma, and never reads the test split.
+SELECTION_METRICS = {"val_parzen_ll": True, "val_frechet_distance": False}  # higher better?
+
+
+
+class Evaluator:
+  """Scores generators on ``dataset`` as ``config.evaluation`` asks; built once per run.
+
+  Parzen: the paper's protocol. Feature metrics: Fréchet distance, classifier
+  score, precision/recall and class coverage on the features of the cached MNIST
+  classifier (trained on first use), against the test images. For model
+  selection, metrics that read only the validation split: ``val_parzen_ll`` (sigma
+  chosen on validation[:1000] as above, the log-likelihood of validation[1000:])
+  and ``val_frechet_distance`` (against the validation images' features).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, dataset: data_lib.Dataset):
+    ev = config.evaluation
+    self.dataset = dataset
+    self.parzen = bool(ev.parzen)
+    self.num_samples = int(ev.get("num_samples", NUM_SAMPLES))
+    self.scorer = None
+    self.classifier_accuracy = None
+    if ev.get("classifier_metrics", False):
+      clf = classifier.load_or_train(dataset, cache_dir=ev.get("classifier_dir", ""),
+                                     verbose=jax.process_index() == 0)
+      self.classifier_accuracy = clf.test_accuracy
+      self.scorer = metrics.FeatureScorer(clf.features_and_probs, dataset.test / 255.0,
+                                          k=int(ev.get("nearest_k", 5)))
+      self.val_stats = metrics.gaussian_stats(
+          clf.features_and_probs(dataset.validation / 255.0)[0])
+
+  @property
+  def active(self) -> bool:
+    return self.parzen or self.scorer is not None
+
+  def __call__(self, gan: GAN, state: GANState, key: jax.Array, *, ema: bool = False
+               ) -> dict[str, Any]:
+    """The metrics of ``state``'s generator (its EMA with ``ema=True``), as a flat dict
+    (plus the class histogram). Raw and EMA generators see the same noise."""
+    samples = generate(gan, state, sample_latent(gan, key, (self.num_samples,)), ema=ema)
+    out: dict[str, Any] = {"step": int(state.step)}
+    if self.parzen:
+      res = parzen.parzen_evaluate(samples, self.dataset.validation[:NUM_VALIDATION] / 255.0,
+                                   self.dataset.test / 255.0)
+      out.update(parzen_ll=res.mean, parzen_ll_stderr=res.stderr, parzen_sigma=res.sigma)
+      held = parzen.parzen_log_density(samples, self.dataset.validation[NUM_VALIDATION:] / 255.0,
+                                       res.sigma)
+      out.update(val_parzen_ll=float(held.mean()),
+                 val_parzen_ll_stderr=float(held.std() / np.sqrt(len(held))))
+    if self.scorer is not None:
+      out.update(self.scorer(samples))
+      features, _ = self.scorer.featurize(samples)
+      out["val_frechet_distance"] = metrics.frechet_distance(metrics.gaussian_stats(features),
+                                                             self.val_stats)
+    return out
+
+
+def score_generators(evaluator: "Evaluator", gan: GAN, state: GANState, key: jax.Array,
+                     report: Any = None) -> dict[str, Any]:
+  """The raw G's metrics, and its EMA's under ``ema_`` keys when the state keeps one.
+
+  Both see the same noise. ``report(ema, metrics, seconds)``, if given, is called
+  after each generator is scored.
+  """
+  merged: dict[str, Any] = {}
+  for ema in ((False, True) if state.ema_params is not None else (False,)):
+    t0 = time.time()
+    got = evaluator(gan, state, key, ema=ema)
+    merged.update({(EMA_PREFIX + k if ema and k != "step" else k): v for k, v in got.items()})
+    if report is not None:
+      report(ema, got, time.time() - t0)
+  return merged
+
+
+def summary(result: dict[str, Any]) -> str:
+  """One line of one generator's metrics, for the console."""
+  parts = []
+  if "parzen_ll" in result:
+    parts.append(f"Parzen log-likelihood {result['parzen_ll']:.1f} ± "
+                 f"{result['parzen_ll_stderr']:.1f} nats (sigma {result['parzen_sigma']:.3f})")
+  if "val_parzen_ll" in result:
+    parts.append(f"validation {result['val_parzen_ll']:.1f}")
+  if "frechet_distance" in result:
+    parts.append(f"FD {result['frechet_distance']:.2f}, classifier score "
+                 f"{result['classifier_score']:.2f}, precision {result['precision']:.3f}, "
+                 f"recall {result['recall']:.3f}, {result['classes_covered']}/10 digits covered")
+  return "; ".join(parts)
+
+
+def split_generators(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+  """{"raw G": metrics, "EMA of G": metrics} of a result holding ``ema_``-prefixed keys."""
+  raw = {k: v for k, v in result.items() if not k.startswith(EMA_PREFIX)}
+  ema = {k[len(EMA_PREFIX):]: v for k, v in result.items() if k.startswith(EMA_PREFIX)}
+  return {"raw G": raw, "EMA of G": {"step": result["step"], **ema}} if ema else {"G": raw}
+
+
+def format_table(workdir: str, result: dict[str, Any]) -> str:
+  """A Markdown table of one evaluation: one column per generator (raw, and EMA if kept)."""
+  columns = split_generators(result)
+  tables = [_rows(workdir, r) for r in columns.values()]
+  head = "| metric | " + " | ".join(columns) + " |"
+  lines = [head, "|---|" + "---|" * len(columns)]
+  for i, (name, _) in enumerate(tables[0]):
+    lines.append(f"| {name} | " + " | ".join(t[i][1] for t in tables) + " |")
+  return "\n".join(lines)
+
+
+def _rows(workdir: str, result: dict[str, Any]) -> list[tuple[str, str]]:
+  rows = [("workdir", workdir), ("step", str(result["step"]))]
+  if "parzen_ll" in result:
+    rows += [("Parzen log-likelihood (nats)",
+              f"{result['parzen_ll']:.1f} ± {result['parzen_ll_stderr']:.1f} "
+              f"(sigma {result['parzen_sigma']:.3f})")]
+  if "val_parzen_ll" in result:
+    rows += [("validation Parzen, validation[1000:] (selection)",
+              f"{result['val_parzen_ll']:.1f} ± {result['val_parzen_ll_stderr']:.1f}")]
+  if "frechet_distance" in result:
+    covered = result["classes_covered"]
+    rows += [("Fréchet distance (classifier features)", f"{result['frechet_distance']:.3f}"),
+             ("classifier score (max 10)", f"{result['classifier_score']:.2f}"),
+             (f"precision / recall (k={result['pr_k']})", f"{result['precision']:.3f} / {result['recall']:.3f}"),
+             ("digit classes covered", f"{covered} of 10" + (
+                 "  <- MODE COLLAPSE: some digits are (nearly) never generated"
+                 if covered < 10 else "")),
+             ("class KL to uniform (nats, 0 = balanced)", f"{result['class_kl_to_uniform']:.4f}"),
+             ("class histogram (0-9)", " ".join(map(str, result["class_histogram"])))]
+  if "val_frechet_distance" in result:
+    rows += [("validation Fréchet distance (selection)", f"{result['val_frechet_distance']:.3f}")]
+  return rows
+
+
+def _pick_checkpoint(workdir: str, which: str) -> tuple[checkpoint.Checkpointer, int | None, str]:
+  """(checkpointer, step, description) of ``--checkpoint=best|latest|STEP`` in ``workdir``."""
+  regular = checkpoint.Checkpointer(workdir)
+  if which == "best":
+    if os.path.isdir(os.path.join(workdir, checkpoint.BEST)):
+      best = checkpoint.Checkpointer(workdir, keep=1, subdir=checkpoint.BEST)
+      if best.latest_step() is not None:
+        regular.close()
+        step = best.latest_step()
+        chosen = best.metadata(step).get("memory", {}).get("selected", {})
+        how = (f" by {chosen['metric']} = {chosen['value']:.4g}, "
+               f"{'the EMA of G' if chosen['generator'] == 'ema' else 'the raw G'} ahead"
+               if chosen else "")
+        return best, step, f"the model selected on validation (step {step}{how})"
+      best.close()
+    if regular.latest_step() is not None:
+      print(f"No model has been selected on validation in {workdir} (no "
+            f"{checkpoint.BEST}/); scoring the newest checkpoint instead.", flush=True)
+    return regular, regular.latest_step(), "the newest checkpoint"
+  if which == "latest":
+    return regular, regular.latest_step(), "the newest checkpoint"
+  steps = regular.all_steps()
+  if not which.isdigit() or int(which) not in steps:
+    regular.close()
+    raise UserError(f"--checkpoint={which} names no checkpoint of {workdir}: use 'best', "
+                    f"'latest' or one of the steps it holds ({', '.join(map(str, steps)) or 'none'}"
+                    f").")
+  return regular, int(which), f"the checkpoint at step {which}"
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
+                        which: str = "best", *, fields: dict[str, Any]) -> dict[str, Any]:
+  """Evaluate one checkpoint of ``workdir``; print a table and write eval.json.
+
+  ``which``: "best" (default: the model selected on validation during training,
+  ``checkpoints/best``; the newest checkpoint when none was selected), "latest",
+  or a step. With an EMA of G in the state, both generators are scored (the
+  EMA's metrics under ``ema_`` keys); the test split is read here, once.
+  """
+  schema.check(config, 1, fields)  # evaluation runs on one device
+  probe = checkpoint.Checkpointer(workdir)
+  try:  # the config must be the one the workdir was trained with
+    schema.check_resumable(probe, config, fields=fields, check_layout=False)
+  finally:
+    probe.close()
+  ckpt, step, described = _pick_checkpoint(workdir, which)
+  try:
+    layout = None if step is None else ckpt.layout(step)
+    legacy = layout not in (None, LAYOUT_VERSION)
+    dataset = data_lib.load(config.data)
+    gan, root, like = build.make_gan_and_state(config, dataset)
+    state = None
+    if step is not None and legacy:  # an earlier layout: its G's raw parameters suffice
+      g_params = ckpt.restore_generator_params(step)
+      state = like.replace(step=np.asarray(step, np.int32),
+                           g=like.g.replace(params=jax.tree.map(np.asarray, g_params)),
+                           ema_params=None)
+      print(f"The checkpoint at step {step} has state layout {layout}; scoring "
+            f"its generator's raw parameters.", flush=True)
+    elif step is not None:
+      try:
+        state = ckpt.restore(like, step)
+      except checkpoint.DamagedCheckpoint as e:
+        raise UserError(f"{described.capitalize()} in {ckpt.directory} is damaged ({e}); "
+                        f"pass --checkpoint=latest or another step.") from e
+  finally:
+    ckpt.close()
+  if state is None:
+    raise UserError(f"There is no checkpoint in {os.path.join(workdir, 'checkpoints')}; train "
+                    f"first (python launch.py --config=... --workdir={workdir}) or pass the "
+                    f"--workdir of a finished run.")
+  evaluator = Evaluator(config, dataset)
+  if not evaluator.active:
+    raise UserError("config.evaluation turns every metric off (parzen and classifier_metrics "
+                    "are both False); enable one, e.g. --config.evaluation.parzen=True.")
+  print(f"Scoring {described}.", flush=True)
+  result = score_generators(evaluator, gan, state, jax.random.fold_in(root, 3))
+  result["checkpoint"] = described
+  tmp = os.path.join(workdir, "eval.json.tmp")
+  with open(tmp, "w") as f:
+    json.dump(result, f, indent=2)
+  os.replace(tmp, os.path.join(workdir, "eval.json"))
+  print(format_table(workdir, result), flush=True)
+  from projects.mnist import figures  # pylint: disable=import-outside-toplevel
+  written = figures.write_paper_figures(gan, state, dataset, root, workdir)
+  print(f"Figures: {', '.join(written)}", flush=True)
+  return result

@@ -1,0 +1,107 @@
+"""The MNIST feature classifier: accuracy, determinism, the disk cache, and the metrics'
+sanity figures on real images."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from conftest import assert_trees_equal
+
+from gan_jax.errors import UserError
+from projects.mnist.metrics import classifier, features as metrics
+
+# With pytest-xdist: on the same worker as test_launch, which uses the same trained classifier.
+pytestmark = pytest.mark.xdist_group("mnist_classifier")
+
+
+def test_classifier_reaches_99_percent_and_records_it(mnist, mnist_classifier):
+  clf, cache = mnist_classifier
+  assert clf.test_accuracy >= 0.99
+  # Recorded on disk next to the weights, and true of the weights.
+  (entry,) = [e for e in os.listdir(cache) if e.startswith("mnist_classifier_")]
+  with open(os.path.join(cache, entry, "info.json")) as f:
+    info = json.load(f)
+  assert info["test_accuracy"] == clf.test_accuracy
+  assert classifier.accuracy(clf.module, clf.params, mnist.test / 255.0,
+                             mnist.test_labels) == clf.test_accuracy
+
+
+def test_second_use_loads_the_cache_without_training(mnist, mnist_classifier, monkeypatch):
+  clf, cache = mnist_classifier
+
+  def no_training(*args, **kwargs):
+    raise AssertionError("the cached classifier should have been loaded")
+
+  monkeypatch.setattr(classifier, "train", no_training)
+  again = classifier.load_or_train(mnist, cache_dir=cache, verbose=False)
+  assert_trees_equal(again.params, clf.params)
+  assert again.info == clf.info
+
+
+def test_training_is_deterministic_from_the_seed_and_keyed_by_settings(mnist, tmp_path):
+  small = classifier.TrainSettings(epochs=1, channels=(4, 8), features=16)
+  images, labels = mnist.train[:1024], mnist.train_labels[:1024]
+  a = classifier.train(small, images, labels)
+  b = classifier.train(small, images, labels)
+  assert_trees_equal(a, b)
+  c = classifier.train(classifier.TrainSettings(epochs=1, channels=(4, 8), features=16, seed=1),
+                       images, labels)
+  assert not np.array_equal(jax.tree.leaves(a)[0], jax.tree.leaves(c)[0])
+  fp = classifier.fingerprint(small, images, labels)
+  assert fp == classifier.fingerprint(small, images.copy(), labels)
+  assert fp != classifier.fingerprint(small, images[::-1], labels)
+  assert fp != classifier.fingerprint(classifier.TrainSettings(epochs=2), images, labels)
+
+
+def test_a_weak_classifier_is_refused_and_not_cached(mnist, tmp_path):
+  weak = classifier.TrainSettings(epochs=1, channels=(2, 2), features=4)
+  small = type(mnist)(**{**mnist.__dict__, "train": mnist.train[:256],
+                         "train_labels": mnist.train_labels[:256],
+                         "validation": mnist.validation[:256],
+                         "validation_labels": mnist.validation_labels[:256]})
+  with pytest.raises(UserError, match="test accuracy"):
+    classifier.load_or_train(small, cache_dir=str(tmp_path), settings=weak, verbose=False)
+  assert os.listdir(tmp_path) == []
+
+
+def test_a_damaged_cache_entry_is_reported(mnist, mnist_classifier, tmp_path):
+  clf, cache = mnist_classifier
+  (entry,) = [e for e in os.listdir(cache) if e.startswith("mnist_classifier_")]
+  os.makedirs(tmp_path / entry)
+  (tmp_path / entry / "info.json").write_text(json.dumps(clf.info))
+  (tmp_path / entry / "params.msgpack").write_bytes(b"\x00 not msgpack")
+  with pytest.raises(UserError, match="Delete that folder"):
+    classifier.load_or_train(mnist, cache_dir=str(tmp_path), verbose=False)
+
+
+@pytest.fixture(scope="module")
+def scorer(mnist, mnist_classifier):
+  clf, _ = mnist_classifier
+  return metrics.FeatureScorer(clf.features_and_probs, mnist.test / 255.0)
+
+
+def test_real_train_images_score_like_the_test_set(mnist, scorer):
+  """Train vs test images: Fréchet distance near 0, precision and recall near 1."""
+  real = scorer(mnist.train[:10_000] / 255.0)
+  scale = np.trace(scorer.ref_stats[1])  # the features' total variance
+  assert real["frechet_distance"] < 0.01 * scale
+  assert real["precision"] > 0.9 and real["recall"] > 0.9
+  assert real["classifier_score"] > 9 and real["classes_covered"] == 10
+  assert real["class_kl_to_uniform"] < 0.01
+  # Blurred digits: further away, and fewer of the real images are recalled.
+  imgs = mnist.train[:10_000].reshape(-1, 28, 28) / 255.0
+  blurred = (imgs + np.roll(imgs, 1, 1) + np.roll(imgs, -1, 1) + np.roll(imgs, 1, 2)
+             + np.roll(imgs, -1, 2)) / 5
+  blur = scorer(blurred.reshape(-1, 784))
+  assert blur["frechet_distance"] > 5 * real["frechet_distance"]
+  assert blur["recall"] < real["recall"] - 0.2
+
+
+def test_a_single_digit_generator_is_flagged_by_coverage(mnist, scorer):
+  sevens = mnist.test[mnist.test_labels == 7] / 255.0
+  res = scorer(sevens)
+  assert res["classes_covered"] == 1
+  assert res["class_kl_to_uniform"] > 0.9 * np.log(10)
+  assert res["recall"] < 0.3 and res["classifier_score"] < 1.5
