@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 
 from gan_jax import losses, optim, players
-from gan_jax.state import GAN, GANState, init_state
+from gan_jax.state import GAN
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -92,23 +91,3 @@ def make_group_gan(configs: list[Any], *, data_dim: int, batches_per_epoch: int)
   return make_gan(configs[0], data_dim=data_dim, batches_per_epoch=batches_per_epoch,
                   g_loss=loss_choices([c.gan.g_loss for c in configs]),
                   d_loss=loss_choices([c.gan.get("d_loss", "bce") for c in configs]))
-
-
-def make_gan_and_state(config: Any, dataset: Any, gan: GAN | None = None
-                       ) -> tuple[GAN, jax.Array, GANState]:
-  """The spec, the run's root key and its initial state, for ``config`` on ``dataset``.
-
-  ``dataset``: a ``projects.mnist.data.Dataset`` (flat uint8 images). ``gan``: a shared
-  spec (a sweep group's); default: the config's own. G's output bias is set from
-  the training pixels' marginals when the config asks for it.
-  """
-  if gan is None:
-    gan = make_gan(config, data_dim=dataset.dim,
-                   batches_per_epoch=len(dataset.train) // config.batch_size)
-  bias = None
-  if config.model.generator.get("output_bias") == "marginals":
-    bias = players.marginal_output_bias(dataset.train.mean(0) / 255.0)
-  root_key = jax.random.key(config.seed)
-  state = init_state(gan, jax.random.fold_in(root_key, 0), dataset.train[:1], g_output_bias=bias,
-                     hparams=replica_hparams(config))
-  return gan, root_key, state

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from jax import lax
 
 from gan_jax import losses, optim
 from gan_jax.errors import UserError
 from gan_jax.loop import SamplerSource, train_discriminator
 from gan_jax.run import build, experiment, schema
-from gan_jax.run.experiment import Data
+from gan_jax.run.experiment import Context, Data
 from gan_jax.run.schema import Field
 from gan_jax.state import GAN, GANState, init_state
 from projects.gaussian_1d import plots
@@ -146,24 +145,23 @@ class Gaussian1D(experiment.Experiment):
   def make_gan(self, data: Data) -> GAN:
     return make_gan(self.configs)
 
-  def initial_state(self, i, gan, data, root) -> GANState:
-    c = self.configs[i]
-    state = init_state(gan, jax.random.fold_in(root, 0), jnp.zeros((1, 1)),
-                       hparams=build.replica_hparams(c))
-    g = c.model.generator
+  def initial_state(self, ctx: Context) -> GANState:
+    state = init_state(ctx.gan, jax.random.fold_in(ctx.root, 0), jnp.zeros((1, 1)),
+                       hparams=build.replica_hparams(ctx.config))
+    g = ctx.config.model.generator
     return state.replace(g=state.g.replace(
         params=affine_generator_params(g.start_scale, g.start_shift)))
 
-  def _grid(self, i: int) -> tuple[np.ndarray, float, np.ndarray]:
-    c = self.configs[i]
-    x = np.linspace(*c.grid, GRID_POINTS)
-    return x, x[1] - x[0], gaussian_pdf(x, c.data.mean, c.data.std)
+  @staticmethod
+  def _grid(config: Any) -> tuple[np.ndarray, float, np.ndarray]:
+    x = np.linspace(*config.grid, GRID_POINTS)
+    return x, x[1] - x[0], gaussian_pdf(x, config.data.mean, config.data.std)
 
-  def snapshot(self, i: int, gan: GAN, state: GANState) -> dict:
+  def snapshot(self, ctx: Context, state: GANState) -> dict:
     """The closed-form quantities of ``state`` on the grid (scalars, and D for the figure)."""
-    x, dx, p_data = self._grid(i)
+    x, dx, p_data = self._grid(ctx.config)
     p_g = affine_generator_density(state.g_params, x)
-    dv = discriminator_on_grid(gan, state.d_params, x)
+    dv = discriminator_on_grid(ctx.gan, state.d_params, x)
     support = (p_data + p_g) > 0.05
     d_star = np.asarray(losses.optimal_discriminator(jnp.asarray(p_data), jnp.asarray(p_g)))
     return {"jsd": losses.jensen_shannon(p_data, p_g, dx),
@@ -175,23 +173,23 @@ class Gaussian1D(experiment.Experiment):
             "g_shift": float(np.asarray(state.g_params["output"]["bias"]).reshape(())),
             "d_curve": [round(float(v), 6) for v in dv[::FIGURE_EVERY]]}
 
-  def start(self, i, gan, state, root) -> tuple[GANState, dict]:
-    c = self.configs[i]
-    opt = c.optimizer
+  def start(self, ctx: Context) -> GANState:
+    c, opt, state = ctx.config, ctx.config.optimizer, ctx.state
+    assert state is not None
     # (a) D alone, against the fixed initial G, with Adam's step decayed 20-fold to settle D.
     settle = optax.adam(optax.exponential_decay(opt.learning_rate, c.d_pretrain_steps, 0.05),
                         b1=opt.b1, b2=opt.b2)
-    gan_a = dataclasses.replace(gan, d_optimizer=settle)
+    gan_a = dataclasses.replace(ctx.gan, d_optimizer=settle)
     state = state.replace(d=state.d.replace(opt_state=settle.init(state.d_params)))
     state, _ = train_discriminator(gan_a, state, _gaussian_sampler(c.data.mean, c.data.std),
-                                   jax.random.fold_in(root, 2), num_steps=c.d_pretrain_steps,
-                                   batch_size=c.batch_size, kernels=self.kernels)
+                                   jax.random.fold_in(ctx.root, 2), num_steps=c.d_pretrain_steps,
+                                   batch_size=c.batch_size, kernels=ctx.kernels)
     # D's own optimizer, freshly initialised (zero moments, this replica's learning rate).
-    fresh = self.initial_state(i, gan, None, root).d.opt_state
+    fresh = self.initial_state(ctx).d.opt_state
     state = state.replace(d=state.d.replace(opt_state=fresh))
     # (b) then starts from this state: the step counter restarts at 0.
     state = state.replace(step=jnp.zeros((), jnp.int32))
-    a = self.snapshot(i, gan, state)
+    a = self.snapshot(ctx, state)
     part_a = {"max_abs_d_minus_d_star": a["max_abs_d_minus_d_star"], "value": a["value"],
               "c_of_g": a["c_of_g"], "abs_value_minus_c_of_g": abs(a["value"] - a["c_of_g"]),
               "jsd": a["jsd"], "d_steps": c.d_pretrain_steps}
@@ -199,35 +197,37 @@ class Gaussian1D(experiment.Experiment):
           f"{part_a['max_abs_d_minus_d_star']:.4f} where p_data + p_g > 0.05; V(D, G) = "
           f"{part_a['value']:.4f} vs C(G) = -log 4 + 2 JSD = {part_a['c_of_g']:.4f} "
           f"(|diff| {part_a['abs_value_minus_c_of_g']:.4f} nats)", flush=True)
-    return state, {"part_a": part_a, "stages": {"0": _stage(a)}}
+    ctx.memory.update(part_a=part_a, stages={"0": _stage(a)})
+    return state
 
-  def evaluate(self, i, gan, state, memory, out, root) -> dict:
-    c, step = self.configs[i], int(state.step)
-    s = self.snapshot(i, gan, state)
-    if step in c.figure_steps or step == c.num_train_steps:
-      memory["stages"][str(step)] = _stage(s)
+  def evaluate(self, ctx: Context) -> dict:
+    assert ctx.state is not None
+    s = self.snapshot(ctx, ctx.state)
+    if ctx.step in ctx.config.figure_steps or ctx.step == ctx.config.num_train_steps:
+      ctx.memory["stages"][str(ctx.step)] = _stage(s)
     return {k: v for k, v in s.items() if k != "d_curve"}
 
-  def plot(self, i, rows, memory, out) -> None:
-    plots.curves([r for r in rows if "jsd" in r], out.path("curves.png"))
+  def plot(self, ctx: Context) -> None:
+    plots.curves([r for r in ctx.rows if "jsd" in r], ctx.out.path("curves.png"))
 
-  def finish(self, i, gan, state, memory, rows, out, root) -> None:
-    c = self.configs[i]
-    final = self.snapshot(i, gan, state)
-    part_a = memory["part_a"]
+  def finish(self, ctx: Context) -> None:
+    assert ctx.state is not None
+    c, out = ctx.config, ctx.out
+    final = self.snapshot(ctx, ctx.state)
+    part_a = ctx.memory["part_a"]
     results = {
         "part_a": part_a,
         "part_b": {k: final[k] for k in ("jsd", "max_abs_d_minus_half", "g_scale", "g_shift",
                                          "value", "c_of_g")},
         "initial_jsd": part_a["jsd"], "data": {"mean": c.data.mean, "std": c.data.std},
-        "train_steps": c.num_train_steps, "wall_seconds": rows[-1]["wall_time"],
+        "train_steps": c.num_train_steps, "wall_seconds": ctx.rows[-1]["wall_time"],
     }
     experiment.write_json(out.path("results.json"), results)
-    x, _, p_data = self._grid(i)
+    x, _, p_data = self._grid(c)
     xs = x[::FIGURE_EVERY]
     stages = [{"step": int(step), "d": np.asarray(st["d"]), "jsd": st["jsd"],
                "p_g": gaussian_pdf(xs, st["g_shift"], abs(st["g_scale"]))}
-              for step, st in sorted(memory["stages"].items(), key=lambda kv: int(kv[0]))]
+              for step, st in sorted(ctx.memory["stages"].items(), key=lambda kv: int(kv[0]))]
     plots.figure1(xs, p_data[::FIGURE_EVERY], stages, out.path("figure1.png"))
     b = results["part_b"]
     print(f"(b) both trained {c.num_train_steps} steps: JSD {part_a['jsd']:.4f} -> "

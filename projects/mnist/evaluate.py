@@ -12,11 +12,12 @@ import jax
 import ml_collections
 import numpy as np
 
-from gan_jax.run import build, checkpoint, schema
+from gan_jax.run import checkpoint, schema
 from gan_jax.errors import UserError
-from gan_jax.run.experiment import EMA_PREFIX, generate  # EMA metrics: ema_parzen_ll, ...
+from gan_jax.run.experiment import generate
+from gan_jax.run.selection import EMA_PREFIX  # EMA metrics: ema_parzen_ll, ...
 from gan_jax.state import LAYOUT_VERSION, GAN, GANState, sample_latent
-from projects.mnist import data as data_lib
+from projects.mnist import data as data_lib, model
 from projects.mnist.metrics import classifier, features as metrics, parzen
 
 NUM_SAMPLES = 10_000  # the authors' protocol: 10k kernel centres,
@@ -204,7 +205,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
     layout = None if step is None else ckpt.layout(step)
     legacy = layout not in (None, LAYOUT_VERSION)
     dataset = data_lib.load(config.data)
-    gan, root, like = build.make_gan_and_state(config, dataset)
+    gan = model.make_gan([config], dataset)
+    root, like = jax.random.key(config.seed), model.initial_state(config, dataset, gan)
     state = None
     if step is not None and legacy:  # an earlier layout: its G's raw parameters suffice
       g_params = ckpt.restore_generator_params(step)

@@ -17,10 +17,11 @@ import jax
 from gan_jax import state as state_lib
 from gan_jax.errors import UserError
 from gan_jax.loop import ArraySource
-from gan_jax.run import build, pictures, schema
-from gan_jax.run.experiment import Data, Experiment, Outputs, Selection, generate
+from gan_jax.run import pictures, schema
+from gan_jax.run.experiment import Context, Data, Experiment
+from gan_jax.run.selection import Selection
 from gan_jax.state import GAN, GANState, sample_latent
-from projects.mnist import data as data_lib, evaluate, plots
+from projects.mnist import data as data_lib, evaluate, model, plots
 
 SAMPLE_ROWS = 10  # sample grids are SAMPLE_ROWS x SAMPLE_ROWS
 
@@ -72,14 +73,10 @@ class MNIST(Experiment):
                 batches_per_epoch=n // self.config.batch_size)
 
   def make_gan(self, data: Data) -> GAN:
-    if len(self.configs) == 1:
-      return build.make_gan(self.config, data_dim=data.dim,
-                            batches_per_epoch=data.batches_per_epoch)
-    return build.make_group_gan(self.configs, data_dim=data.dim,
-                                batches_per_epoch=data.batches_per_epoch)
+    return model.make_gan(self.configs, self.dataset)
 
-  def initial_state(self, i: int, gan: GAN, data: Data, root: Any) -> GANState:
-    return build.make_gan_and_state(self.configs[i], self.dataset, gan)[2]
+  def initial_state(self, ctx: Context) -> GANState:
+    return model.initial_state(ctx.config, self.dataset, ctx.gan)
 
   @property
   def evaluator(self) -> evaluate.Evaluator:
@@ -87,16 +84,16 @@ class MNIST(Experiment):
       self._evaluator = evaluate.Evaluator(self.config, self.dataset)
     return self._evaluator
 
-  def evaluate(self, i: int, gan: GAN, state: GANState, memory: dict, out: Outputs,
-               root: Any) -> dict[str, Any]:
-    step = int(state.step)
-    fixed_z = sample_latent(gan, jax.random.fold_in(root, 2), (SAMPLE_ROWS**2,))
+  def evaluate(self, ctx: Context) -> dict[str, Any]:
+    state, step, out = ctx.state, ctx.step, ctx.out
+    assert state is not None
+    fixed_z = sample_latent(ctx.gan, jax.random.fold_in(ctx.root, 2), (SAMPLE_ROWS**2,))
     # samples/step_N.png shows the generator a run is judged by (the EMA when there is one);
     # samples/raw_step_N.png the raw G beside it.
     os.makedirs(out.path("samples"), exist_ok=True)
     kinds = ((True, ""), (False, "raw_")) if state.ema_params is not None else ((False, ""),)
     for ema, prefix in kinds:
-      images = generate(gan, state, fixed_z, ema=ema)
+      images = ctx.generate(fixed_z, ema=ema)
       grid = pictures.image_grid(images, self.dataset.image_shape, rows=SAMPLE_ROWS,
                                   cols=SAMPLE_ROWS)
       pictures.save_png(out.path("samples", f"{prefix}step_{step:07d}.png"), grid)
@@ -112,8 +109,8 @@ class MNIST(Experiment):
         print(f"{out.label}warning: mode collapse at step {step}{which}: only "
               f"{got['classes_covered']} of 10 digit classes get at least 1% of the samples "
               f"(histogram {got['class_histogram']}).", flush=True)
-    return evaluate.score_generators(self.evaluator, gan, state, jax.random.fold_in(root, 3),
-                                     report)
+    return evaluate.score_generators(self.evaluator, ctx.gan, state,
+                                     jax.random.fold_in(ctx.root, 3), report)
 
   @classmethod
   def check(cls, config, num_devices) -> None:
@@ -141,6 +138,6 @@ class MNIST(Experiment):
     return Selection(key, evaluate.SELECTION_METRICS[key],
                      None if guard == "none" else (guard, evaluate.SELECTION_METRICS[guard]))
 
-  def plot(self, i: int, rows: list[dict], memory: dict, out: Outputs) -> None:
-    pictures.plot_curves([r for r in rows if "d_loss" in r], out.path("curves.png"))
-    plots.eval_curves(rows, out.path("eval.png"))
+  def plot(self, ctx: Context) -> None:
+    pictures.plot_curves([r for r in ctx.rows if "d_loss" in r], ctx.out.path("curves.png"))
+    plots.eval_curves(ctx.rows, ctx.out.path("eval.png"))

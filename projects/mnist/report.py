@@ -19,7 +19,7 @@ import json
 import os
 from typing import Any
 
-from gan_jax.run.experiment import Selection, replay_selection
+from gan_jax.run.selection import Selection, replay_selection
 from projects.mnist.evaluate import SELECTION_METRICS
 
 SELECT_KEYS = tuple(SELECTION_METRICS)  # ("val_parzen_ll", "val_frechet_distance")

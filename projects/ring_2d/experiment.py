@@ -29,7 +29,7 @@ import numpy as np
 from gan_jax.errors import UserError
 from gan_jax.loop import SamplerSource, train_discriminator
 from gan_jax.run import build, experiment, schema, sweep
-from gan_jax.run.experiment import Data, generate
+from gan_jax.run.experiment import Context, Data
 from gan_jax.run.schema import Field
 from gan_jax.state import GAN, GANState, init_state, sample_latent
 from projects.ring_2d import plots
@@ -107,57 +107,58 @@ class Ring2D(experiment.Experiment):
   def make_gan(self, data: Data) -> GAN:
     return make_gan(self.configs)
 
-  def initial_state(self, i, gan, data, root) -> GANState:
-    return init_state(gan, jax.random.fold_in(root, 0), jnp.zeros((1, 2)),
-                      hparams=build.replica_hparams(self.configs[i]))
+  def initial_state(self, ctx: Context) -> GANState:
+    return init_state(ctx.gan, jax.random.fold_in(ctx.root, 0), jnp.zeros((1, 2)),
+                      hparams=build.replica_hparams(ctx.config))
 
-  def start(self, i, gan, state, root) -> tuple[GANState, dict]:
-    c = self.configs[i]
+  def start(self, ctx: Context) -> GANState:
+    c, state = ctx.config, ctx.state
+    assert state is not None
     if c.d_warmup_steps:  # D first learns to reject the initial G's samples
       d = c.data
-      state, _ = train_discriminator(gan, state, ring_sampler(d.num_modes, d.radius, d.std),
-                                         jax.random.fold_in(root, 2),
-                                         num_steps=c.d_warmup_steps, batch_size=c.batch_size,
-                                         kernels=self.kernels)
-    return state, {"early_g_grad_norm": [], "early_d_fake": []}
+      state, _ = train_discriminator(ctx.gan, state, ring_sampler(d.num_modes, d.radius, d.std),
+                                     jax.random.fold_in(ctx.root, 2),
+                                     num_steps=c.d_warmup_steps, batch_size=c.batch_size,
+                                     kernels=ctx.kernels)
+    ctx.memory.update(early_g_grad_norm=[], early_d_fake=[])
+    return state
 
-  def observe(self, i, memory, first_step, metrics) -> None:
-    keep = max(0, min(len(metrics["g_grad_norm"]), self.configs[i].early_steps - first_step))
+  def observe(self, ctx: Context, metrics: dict[str, np.ndarray]) -> None:
+    n = len(metrics["g_grad_norm"])
+    keep = max(0, min(n, ctx.config.early_steps - (ctx.step - n)))
     for key in ("early_g_grad_norm", "early_d_fake"):
-      memory[key] += [float(v) for v in metrics[key[len("early_"):]][:keep]]
+      ctx.memory[key] += [float(v) for v in metrics[key[len("early_"):]][:keep]]
 
-  def samples(self, i, gan, state, root) -> np.ndarray:
-    z = sample_latent(gan, jax.random.fold_in(root, 3), (self.configs[i].num_eval_samples,))
-    return generate(gan, state, z)
+  def samples(self, ctx: Context) -> np.ndarray:
+    z = sample_latent(ctx.gan, jax.random.fold_in(ctx.root, 3), (ctx.config.num_eval_samples,))
+    return ctx.generate(z)
 
-  def statistics(self, i: int, samples: np.ndarray) -> dict:
-    d = self.configs[i].data
+  @staticmethod
+  def statistics(config: Any, samples: np.ndarray) -> dict:
+    d = config.data
     return mode_statistics(samples, ring_means(d.num_modes, d.radius), d.std,
-                           min_share=self.configs[i].min_share)
+                           min_share=config.min_share)
 
-  def evaluate(self, i, gan, state, memory, out, root) -> dict:
-    return self.statistics(i, self.samples(i, gan, state, root))
+  def evaluate(self, ctx: Context) -> dict:
+    return self.statistics(ctx.config, self.samples(ctx))
 
-  def plot(self, i, rows, memory, out) -> None:
-    plots.curves({out.label.strip("[] ") or "run": (rows,
-                                                                  memory["early_g_grad_norm"])},
-                               self.configs[i].early_steps, out.path("curves.png"))
+  def plot(self, ctx: Context) -> None:
+    plots.curves({ctx.out.label.strip("[] ") or "run": (ctx.rows, ctx.memory["early_g_grad_norm"])},
+                 ctx.config.early_steps, ctx.out.path("curves.png"))
 
-  def finish(self, i, gan, state, memory, rows, out, root) -> None:
-    c = self.configs[i]
-    samples = self.samples(i, gan, state, root)
-    res = {**self.statistics(i, samples), **_early(memory),
+  def finish(self, ctx: Context) -> None:
+    c, out, rows = ctx.config, ctx.out, ctx.rows
+    samples = self.samples(ctx)
+    res = {**self.statistics(c, samples), **_early(ctx.memory),
            "best_modes_covered": max(r["modes_covered"] for r in rows if "modes_covered" in r),
            "final_d_real": rows[-1]["d_real"], "final_d_fake": rows[-1]["d_fake"],
            "wall_seconds": rows[-1]["wall_time"]}
     experiment.write_json(out.path("results.json"), res)
     np.save(out.path("final_samples.npy"), samples)
     d = c.data
-    means = ring_means(d.num_modes, d.radius)
-    real = self.real_samples(c)
     name = out.label.strip("[] ") or c.gan.g_loss
-    plots.samples(real, {name: samples}, means, d.std, {name: res},
-                        out.path("samples.png"))
+    plots.samples(self.real_samples(c), {name: samples}, ring_means(d.num_modes, d.radius),
+                  d.std, {name: res}, out.path("samples.png"))
     print(f"{out.label}{res['modes_covered']}/{res['num_modes']} modes covered, "
           f"{100 * res['high_quality_share']:.1f}% of samples within 3 std of a mode; G grad "
           f"norm at step 1 {res['first_g_grad_norm']:.3g}, mean over the first "
@@ -202,7 +203,7 @@ class Ring2D(experiment.Experiment):
     sweep.write_summary(os.path.join(workdir, "sweep.csv"), summary)
     d = c.data
     plots.samples(cls.real_samples(c), finals, ring_means(d.num_modes, d.radius), d.std,
-                        results, os.path.join(workdir, "samples.png"))
+                  results, os.path.join(workdir, "samples.png"))
     plots.curves(curves, c.early_steps, os.path.join(workdir, "curves.png"))
 
 

@@ -1,8 +1,6 @@
 """The kernel switch, and each CPU kernel against the plain one it replaces."""
 
 import functools
-import pathlib
-import sys
 
 import flax.linen as nn
 import jax

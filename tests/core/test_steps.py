@@ -10,7 +10,7 @@ import pytest
 from conftest import FEATURES, LATENT, assert_trees_close, assert_trees_equal, tiny_gan
 
 import gan_jax
-from gan_jax import losses, steps
+from gan_jax import losses
 from gan_jax.kernels import cpu
 
 M = 8

@@ -33,13 +33,13 @@ class Segment(experiment.Experiment):
   def make_gan(self, data):
     return build.make_group_gan(self.configs, data_dim=2, batches_per_epoch=1)
 
-  def initial_state(self, i, gan, data, root):
-    return init_state(gan, jax.random.fold_in(root, 0), jnp.zeros((1, 2)),
-                      hparams=build.replica_hparams(self.configs[i]))
+  def initial_state(self, ctx):
+    return init_state(ctx.gan, jax.random.fold_in(ctx.root, 0), jnp.zeros((1, 2)),
+                      hparams=build.replica_hparams(ctx.config))
 
-  def evaluate(self, i, gan, state, memory, out, root):
-    z = sample_latent(gan, jax.random.fold_in(root, 3), (self.configs[i].num_eval_samples,))
-    x = experiment.generate(gan, state, z)
+  def evaluate(self, ctx):
+    z = sample_latent(ctx.gan, jax.random.fold_in(ctx.root, 3), (ctx.config.num_eval_samples,))
+    x = ctx.generate(z)
     # Distance of each sample from the segment, and how much of its length the samples span.
     dist = np.hypot(np.maximum(np.abs(x[:, 0]) - 1.0, 0.0), x[:, 1])
     return {"mean_distance": float(dist.mean()),

@@ -16,20 +16,20 @@ from gan_jax.run import train
 
 NAME, STEP = sys.argv[1], int(sys.argv[2])
 SIGNAL = getattr(signal, NAME)
-_train_chunk = train._Run.train_chunk  # pylint: disable=protected-access
+_train_chunk = train._train_chunk  # pylint: disable=protected-access
 _sent = []
 
 
-def _train_chunk_then_signal(self):
-  trained = _train_chunk(self)
-  if self.step >= STEP and not _sent:
-    _sent.append(self.step)
-    print(f"sending {NAME} to this process after step {self.step}", flush=True)
+def _train_chunk_then_signal(group):
+  trained = _train_chunk(group)
+  if group.step >= STEP and not _sent:
+    _sent.append(group.step)
+    print(f"sending {NAME} to this process after step {group.step}", flush=True)
     os.kill(os.getpid(), SIGNAL)
   return trained
 
 
-train._Run.train_chunk = _train_chunk_then_signal  # pylint: disable=protected-access
+train._train_chunk = _train_chunk_then_signal  # pylint: disable=protected-access
 sys.path.insert(0, os.getcwd())  # launch.py's folder, as when it runs as a script
 sys.argv = ["launch.py"] + sys.argv[3:]
 runpy.run_path("launch.py", run_name="__main__")

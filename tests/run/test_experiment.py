@@ -2,7 +2,6 @@
 the driver's schema check, checkpoints, exact resume, sweeps and logs."""
 
 import json
-import pathlib
 import sys
 
 import ml_collections
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, assert_trees_equal
 
-from gan_jax.run import checkpoint, experiment, sweep, train
+from gan_jax.run import checkpoint, sweep, train
 from gan_jax.errors import UserError
 import projects
 

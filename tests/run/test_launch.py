@@ -2,7 +2,6 @@
 
 import json
 import os
-import pathlib
 import subprocess
 import sys
 
@@ -11,7 +10,7 @@ import pytest
 from conftest import MNIST_DIR, needs_mnist
 from PIL import Image
 
-from gan_jax.run import experiment
+from gan_jax.run.selection import replay_selection
 from projects.mnist.experiment import MNIST
 
 from conftest import ROOT  # noqa: E402
@@ -135,7 +134,7 @@ def test_eval_mode_scores_the_model_selected_on_validation(smoke_run, tfds_dir, 
   rule = MNIST([config]).selection()
   assert rule.ema_guard == ("val_frechet_distance", False)
   evals = [r for r in rows if "val_parzen_ll" in r]
-  replayed = experiment.replay_selection(evals, rule)
+  replayed = replay_selection(evals, rule)
   assert replayed[-1]["step"] == selected[-1]
   assert [r.get("selected_step") for r in evals] == [
       b["step"] if b is not None and b["step"] == r["step"] else None

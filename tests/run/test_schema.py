@@ -1,9 +1,7 @@
 """Config checks before any compile: each mistake is one UserError naming the field."""
 
 import os
-import pathlib
 import signal
-import sys
 
 import pytest
 

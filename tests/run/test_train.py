@@ -1,7 +1,6 @@
 """Unit tests of train.py's checks (the end-to-end runs are in test_launch.py)."""
 
 import os
-import pathlib
 import subprocess
 import sys
 
@@ -11,19 +10,26 @@ import pytest
 from conftest import ROOT  # noqa: E402
 from benchmarks.common import load_config  # noqa: E402
 
-from gan_jax.run import train  # noqa: E402
+from gan_jax.run import divergence, train  # noqa: E402
 from gan_jax.errors import UserError  # noqa: E402
 from projects.mnist.experiment import MNIST  # noqa: E402
+
+
+def _check_finite(metrics, first_step, last_good):
+  found = divergence.first_nonfinite(metrics, first_step)
+  if found:
+    key, value, step = found
+    raise divergence.error(f"{key} became {value}", step, last_good, 0)
 
 
 def test_divergence_names_the_step_and_the_quantity():
   metrics = {"d_loss": np.array([0.6, 0.7, np.nan, np.nan]), "g_loss": np.array([0.7] * 4)}
   with pytest.raises(UserError, match=r"d_loss became nan at step 503\. The newest checkpoint "
                                       r"\(step 500\) is intact"):
-    train._check_finite(metrics, 500, 500)
+    _check_finite(metrics, 500, 500)
   with pytest.raises(UserError, match="g_grad_norm became inf at step 1. No checkpoint"):
-    train._check_finite({"g_grad_norm": np.array([np.inf])}, 0, None)
-  train._check_finite({"d_loss": np.array([0.5, 0.6])}, 0, None)  # finite: no error
+    _check_finite({"g_grad_norm": np.array([np.inf])}, 0, None)
+  _check_finite({"d_loss": np.array([0.5, 0.6])}, 0, None)  # finite: no error
 
 
 def test_chunk_length_puts_every_event_on_a_boundary():

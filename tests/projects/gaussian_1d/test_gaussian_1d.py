@@ -1,8 +1,6 @@
 """Proposition 1 and Theorem 1 on a 1-D Gaussian toy (experiments/gaussian_1d.py)."""
 
 import json
-import pathlib
-import sys
 
 import jax
 import numpy as np

@@ -1,20 +1,17 @@
 """Model selection on validation (checkpoints/best) and the paper's Figures 2 and 3."""
 
 import json
-import pathlib
-import sys
 
 import jax
 import numpy as np
 import pytest
 
 from gan_jax.run import build, checkpoint, experiment as experiment_lib, train
-from projects.mnist import data as data_lib, evaluate, figures, report
+from projects.mnist import data as data_lib, figures, report
 from projects.mnist.experiment import MNIST
-from gan_jax.run.experiment import Selection
+from gan_jax.run.selection import Selection, replay_selection
 from gan_jax.state import init_state
 
-from conftest import ROOT  # noqa: E402
 from benchmarks.common import load_config  # noqa: E402
 
 
@@ -177,10 +174,10 @@ def test_replaying_rows_keeps_the_best_so_far_as_the_driver_does():
           row(3, 140, 200, 20, 19),   # the EMA is no worse: chosen
           row(4, 150, 190, 18, 17),   # below the best so far: kept
           row(5, 160, 205, 15, 14)]
-  got = [(b["step"], b["generator"], b["value"]) for b in experiment_lib.replay_selection(rows, rule)]
+  got = [(b["step"], b["generator"], b["value"]) for b in replay_selection(rows, rule)]
   assert got == [(1, "raw", 80), (2, "raw", 130), (3, "ema", 200), (3, "ema", 200),
                  (5, "ema", 205)]
-  unguarded = experiment_lib.replay_selection(rows, rule._replace(ema_guard=None))
+  unguarded = replay_selection(rows, rule._replace(ema_guard=None))
   assert [b["step"] for b in unguarded] == [1, 2, 2, 2, 2]
   # The report replays the same rule and never names an unselected model's test figures.
   for r in rows:

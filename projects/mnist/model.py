@@ -1,0 +1,28 @@
+"""The MNIST run's GAN spec and initial state, from its configs and the data set."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+
+from gan_jax import players
+from gan_jax.run import build
+from gan_jax.state import GAN, GANState, init_state
+
+
+def make_gan(configs: Sequence[Any], dataset: Any) -> GAN:
+  """The spec of one config, or of a sweep group's configs (``build.make_group_gan``);
+  ``dataset``: a ``projects.mnist.data.Dataset``."""
+  bpe = len(dataset.train) // configs[0].batch_size
+  return build.make_group_gan(list(configs), data_dim=dataset.dim, batches_per_epoch=bpe)
+
+
+def initial_state(config: Any, dataset: Any, gan: GAN) -> GANState:
+  """A replica's initial state; G's output bias from the training pixels' marginals when the
+  config asks for it, as the authors initialised G."""
+  bias = None
+  if config.model.generator.get("output_bias") == "marginals":
+    bias = players.marginal_output_bias(dataset.train.mean(0) / 255.0)
+  return init_state(gan, jax.random.fold_in(jax.random.key(config.seed), 0), dataset.train[:1],
+                    g_output_bias=bias, hparams=build.replica_hparams(config))
