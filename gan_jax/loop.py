@@ -135,6 +135,15 @@ class SamplerSource:
 # --- The scanned chunk ------------------------------------------------------
 
 
+def batch_split_error(global_batch: int, num_devices: int) -> str | None:
+  """Why ``global_batch`` cannot be split over ``num_devices`` devices, or None."""
+  if global_batch % num_devices == 0:
+    return None
+  return (f"{global_batch} does not divide over the {num_devices} devices used for data "
+          f"parallelism: each device must get the same number of examples. Use a multiple of "
+          f"{num_devices}")
+
+
 def iteration_inputs(gan: GAN, source: Source, data: Any, key: jax.Array, step: jax.Array, *,
                      global_batch: int, device_index: jax.Array | int = 0, num_devices: int = 1
                      ) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -223,11 +232,9 @@ class TrainLoop:
       raise ValueError("global_batch and steps_per_call must be >= 1; got "
                        f"{self.global_batch} and {self.steps_per_call}.")
     kernels_lib.choose(self.kernels, "cpu")  # an unknown name is refused here
-    n = self.num_devices
-    if self.global_batch % n:
-      raise ValueError(
-          f"The global batch size {self.global_batch} does not divide over the {n} devices "
-          f"used for data parallelism; choose a batch size that is a multiple of {n}.")
+    split = batch_split_error(self.global_batch, self.num_devices)
+    if split:
+      raise ValueError(f"The global batch size {split}.")
 
   @functools.cached_property
   def device_list(self) -> tuple[Any, ...]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import flax
 import flax.linen as nn
@@ -34,6 +34,41 @@ UPDATES = ("alternating", "simultaneous")
 LAYOUT_VERSION = 2  # of GANState as checkpointed; 1 (unrecorded) had flat g_params/d_params
 HPARAM_KEYS = ("real_label", "ema_decay", "g_loss", "d_loss")
 LEARNING_RATE_KEYS = ("d_learning_rate", "g_learning_rate")
+
+# The allowed values of the game's numeric options: the one definition that GAN,
+# set_hparams and the config schema (gan_jax.run.schema) check against.
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "real_label": (lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"),
+    "ema_decay": (lambda v: 0.0 <= v < 1.0, "a number in [0, 1) (0: no EMA)"),
+    "ema_power": (lambda v: v >= 0.0, "a number >= 0 (0: a constant decay)"),
+    "k": (lambda v: v >= 1, "an integer >= 1 (D updates per G update)"),
+}
+
+
+def _is_number(value: Any) -> bool:
+  return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def check_option(name: str, value: Any, where: str) -> None:
+  """Raise ValueError, naming ``where``, unless ``value`` is allowed for option ``name``."""
+  rule, expect = RULES[name]
+  if not (_is_number(value) and (name != "k" or isinstance(value, (int, np.integer)))
+          and rule(value)):
+    raise ValueError(f"{where} is {value!r}; it must be {expect}.")
+
+
+def option_conflict(update_rule: str, k: int, ema_decay: float, ema_power: float,
+                    prefix: str) -> str | None:
+  """What is wrong with this combination of the game's options (fields named with
+  ``prefix``, e.g. "GAN." or "config.gan."), or None."""
+  if update_rule == "simultaneous" and k != 1:
+    return (f"{prefix}k is {k} but {prefix}update_rule is 'simultaneous', which uses one "
+            f"minibatch per iteration; set {prefix}k=1 or {prefix}update_rule='alternating'")
+  if ema_power and not ema_decay:
+    return (f"{prefix}ema_power is {ema_power}, which shapes G's EMA, but {prefix}ema_decay is "
+            f"0 (no EMA); set {prefix}ema_decay to the cap on the decay (e.g. 0.99999), or "
+            f"{prefix}ema_power=0")
+  return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,21 +146,11 @@ class GAN:
       raise bad("latent_dist", self.latent_dist, f"use one of {LATENT_DISTS}")
     if self.update_rule not in UPDATES:
       raise bad("update_rule", self.update_rule, f"use one of {UPDATES}")
-    if not (isinstance(self.k, int) and not isinstance(self.k, bool) and self.k >= 1):
-      raise bad("k", self.k, "it must be an integer >= 1")
-    if self.update_rule == "simultaneous" and self.k != 1:
-      raise ValueError(f"GAN.k is {self.k} but update_rule='simultaneous' uses one minibatch "
-                       "per iteration; set k=1 or use update_rule='alternating'.")
-    if not (isinstance(self.real_label, (int, float)) and 0.0 < self.real_label <= 1.0):
-      raise bad("real_label", self.real_label, "it must be a number in (0, 1]")
-    if not (isinstance(self.ema_decay, (int, float)) and 0.0 <= self.ema_decay < 1.0):
-      raise bad("ema_decay", self.ema_decay, "it must be a number in [0, 1) (0: no EMA)")
-    if not (isinstance(self.ema_power, (int, float)) and not isinstance(self.ema_power, bool)
-            and self.ema_power >= 0.0):
-      raise bad("ema_power", self.ema_power, "it must be a number >= 0 (0: a constant decay)")
-    if self.ema_power > 0.0 and self.ema_decay == 0.0:
-      raise bad("ema_power", self.ema_power, "it shapes an EMA, but ema_decay is 0 (no EMA); "
-                "set ema_decay > 0 (the cap on the decay, e.g. 0.99999)")
+    for name in RULES:
+      check_option(name, getattr(self, name), f"GAN.{name}")
+    conflict = option_conflict(self.update_rule, self.k, self.ema_decay, self.ema_power, "GAN.")
+    if conflict:
+      raise ValueError(conflict + ".")
     losses.resolve(self.g_loss, "g")
     losses.resolve(self.d_loss, "d")
     if self.d_regularizer is not None and not callable(self.d_regularizer):
@@ -313,13 +338,8 @@ def set_hparams(gan: GAN, state: GANState, values: Mapping[str, Any]) -> GANStat
   hp = dict(state.hparams)
   g, d = state.g, state.d
   for key, value in values.items():
-    if key == "real_label":
-      if not 0.0 < float(value) <= 1.0:
-        raise ValueError(f"hparams['real_label'] is {value}; it must lie in (0, 1].")
-      hp[key] = jnp.asarray(value, jnp.float32)
-    elif key == "ema_decay":
-      if not 0.0 <= float(value) < 1.0:
-        raise ValueError(f"hparams['ema_decay'] is {value}; it must lie in [0, 1).")
+    if key in ("real_label", "ema_decay"):
+      check_option(key, value, f"hparams[{key!r}]")
       hp[key] = jnp.asarray(value, jnp.float32)
     elif key in ("g_loss", "d_loss"):
       hp[key] = jnp.asarray(_loss_index(gan, key[0], value), jnp.int32)

@@ -16,6 +16,7 @@ import difflib
 from typing import Any, Callable
 
 from gan_jax import kernels, losses, optim, players, state
+from gan_jax.loop import batch_split_error
 from gan_jax.errors import UserError
 
 _NO_DEFAULT = object()
@@ -87,17 +88,14 @@ COMMON: dict[str, Any] = {
         "r1_gamma": Field("float", lambda v: v >= 0.0, "a number >= 0 (0: off)", default=0.0),
         "gp_weight": Field("float", lambda v: v >= 0.0, "a number >= 0 (0: off)", default=0.0),
         # G's EMA, kept for sampling and evaluation; 0 = none. It changes no update.
-        "ema_decay": Field("float", lambda v: 0.0 <= v < 1.0, "a number in [0, 1) (0: no EMA)",
-                           default=0.0),
+        "ema_decay": Field("float", *state.RULES["ema_decay"], default=0.0),
         # gamma of a power-function EMA (decay min(ema_decay, (1 - 1/t)^(gamma+1)) at G
         # update t: an average over the last ~1/(gamma+2) of the run); 0 = a constant decay.
-        "ema_power": Field("float", lambda v: v >= 0.0, "a number >= 0 (0: a constant decay)",
-                           default=0.0),
-        # d_grad_norm / g_grad_norm recorded at every step (about a tenth of the paper's
-        # MNIST iteration on a CPU); False leaves them out of the metrics.
+        "ema_power": Field("float", *state.RULES["ema_power"], default=0.0),
+        # d_grad_norm / g_grad_norm recorded at every step; False leaves them out.
         "grad_norms": Field("bool", default=True),
-        "real_label": unit(),
-        "k": Field("int", lambda v: v >= 1, "an integer >= 1 (D updates per G update)"),
+        "real_label": Field("float", *state.RULES["real_label"]),
+        "k": Field("int", *state.RULES["k"]),
         "update_rule": choice(state.UPDATES),
     },
 }
@@ -221,24 +219,20 @@ def check(config: Any, num_devices: int, fields: dict[str, Any]) -> None:
   ``fields``: the experiment's schema (``Experiment.schema()``).
   """
   _check_section(config, fields, "")
-  if config.gan.update_rule == "simultaneous" and config.gan.k != 1:
-    raise UserError(f"config.gan.k is {config.gan.k} but config.gan.update_rule is "
-                    f"'simultaneous', which uses one minibatch per iteration; set "
-                    f"--config.gan.k=1 or --config.gan.update_rule=alternating.")
-  if config.gan.get("ema_power", 0.0) and not config.gan.get("ema_decay", 0.0):
-    raise UserError(f"config.gan.ema_power is {config.gan.ema_power}, which shapes G's EMA, "
-                    f"but config.gan.ema_decay is 0 (no EMA). Set --config.gan.ema_decay to the "
-                    f"cap on the decay (e.g. 0.99999), or --config.gan.ema_power=0.")
+  gan = config.gan
+  conflict = state.option_conflict(gan.update_rule, gan.k, gan.get("ema_decay", 0.0),
+                                   gan.get("ema_power", 0.0), "config.gan.")
+  if conflict:
+    raise UserError(f"{conflict}, with --config.gan.<field>=... or in the config file.")
   if config.gan.get("r1_gamma", 0.0) and config.gan.get("gp_weight", 0.0):
     raise UserError(f"config.gan.r1_gamma={config.gan.r1_gamma} and config.gan.gp_weight="
                     f"{config.gan.gp_weight} both regularise D; choose one and set the other "
                     f"to 0.")
-  if config.batch_size % num_devices:
+  split = batch_split_error(config.batch_size, num_devices)
+  if split:
     fix = max(num_devices, config.batch_size // num_devices * num_devices)
-    raise UserError(
-        f"config.batch_size={config.batch_size} does not divide over the {num_devices} devices "
-        f"used for data parallelism: each device must get the same number of examples. Use a "
-        f"multiple of {num_devices} (e.g. --config.batch_size={fix}), or run on fewer devices.")
+    raise UserError(f"config.batch_size={split} (e.g. --config.batch_size={fix}), or run on "
+                    f"fewer devices.")
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
