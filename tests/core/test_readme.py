@@ -5,7 +5,8 @@ import re
 
 import numpy as np
 
-README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
 
 
 def python_block_after(heading: str) -> str:
@@ -18,7 +19,8 @@ def test_use_the_steps_in_your_own_jax_code_example():
   namespace = {}
   exec(compile(python_block_after("## Use the steps in your own JAX code"), "README", "exec"),
        namespace)
-  samples, metrics, state = np.asarray(namespace["samples"]), namespace["metrics"], namespace["state"]
+  samples = np.asarray(namespace["samples"])
+  metrics, state = namespace["metrics"], namespace["state"]
   assert samples.shape == (1000, 2) and np.isfinite(samples).all()
   assert metrics["d_loss"].shape == (2000,) and np.isfinite(metrics["d_loss"]).all()
   # The generator has moved its mass onto the data (from ~0 at initialisation) without
@@ -36,11 +38,31 @@ def test_use_the_steps_in_your_own_jax_code_example():
 
 
 def test_every_test_the_fault_table_cites_exists():
-  text = README.read_text()
+  text = (ROOT / "docs" / "reliability.md").read_text()
   table = text[text.index("| fault | what gan_jax does | test |"):]
   table = table[:table.index("\n\n")]
   cited = set(re.findall(r"`(test_\w+\.py)::(test_\w+)`", table))
   assert len(cited) >= 15
   for module, name in cited:
-    (path,) = (README.parent / "tests").rglob(module)
+    (path,) = (ROOT / "tests").rglob(module)
     assert f"def {name}(" in path.read_text(), f"{module}::{name}"
+
+
+def test_links_stay_in_the_repository_and_resolve():
+  """Every relative link and image of the README, docs/ and benchmarks/README.md names a
+  file in the repository, and none leaves it."""
+  pages = [README, ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+  checked = 0
+  for page in pages:
+    text = page.read_text()
+    targets = re.findall(r"\]\(([^)\s]+)\)", text) + re.findall(r'<img src="([^"]+)"', text)
+    for target in targets:
+      assert "://" not in target, f"{page.name} links outside the repository: {target}"
+      path = (page.parent / target.split("#")[0]).resolve()
+      assert path.is_file() and ROOT in path.parents, f"{page.name}: {target} is not a file here"
+      checked += 1
+  assert checked >= 20
+
+
+def test_readme_is_short():
+  assert len(README.read_text().splitlines()) <= 250
