@@ -25,8 +25,7 @@ import optax  # noqa: E402
 
 import gan_jax  # noqa: E402
 from benchmarks import common  # noqa: E402
-from benchmarks.throughput import (KERNELS, interleaved_rates, per_step_runner,  # noqa: E402
-                                   scan_runner)
+from benchmarks.throughput import KERNELS, interleaved_rates, per_step_runner, scan_runner  # noqa: E402
 
 SHAPE, N_TRAIN = (28, 28, 1), 10_000
 

@@ -32,10 +32,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import gan_jax  # noqa: E402
-from gan_jax import kernels, loop as loop_lib, steps  # noqa: E402
-from gan_jax.run import build  # noqa: E402
-from gan_jax.kernels import cpu  # noqa: E402
 from benchmarks import common  # noqa: E402
+from gan_jax import kernels, loop as loop_lib, steps  # noqa: E402
+from gan_jax.kernels import cpu  # noqa: E402
+from gan_jax.run import build  # noqa: E402
 
 N_TRAIN, DATA_DIM = 50_000, 784
 UPDATE_ALONE = "lax.scan loop, the update alone (no EMA, no gradient norms)"

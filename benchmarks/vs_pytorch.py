@@ -40,8 +40,8 @@ import numpy as np  # noqa: E402
 
 import gan_jax  # noqa: E402
 from benchmarks import common  # noqa: E402
-from gan_jax.run import build  # noqa: E402
 from gan_jax.kernels import cpu  # noqa: E402
+from gan_jax.run import build  # noqa: E402
 
 N_TRAIN, DATA_DIM = 50_000, 784
 

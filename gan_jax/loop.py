@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -84,6 +85,7 @@ class Source(Protocol):
   def sample(self, data: Any, key: jax.Array, batch_index: jax.Array, offset: jax.Array,
              count: int, global_batch: int) -> jax.Array:
     """Rows [offset, offset + count) of global minibatch number ``batch_index``."""
+    ...
 
 
 def _to_float(x: jax.Array) -> jax.Array:
@@ -261,7 +263,7 @@ class TrainLoop:
 
   def _chunk(self, device_index, num_devices, axis_name):
     """(state, data, key) -> (state, metrics) for this device's share."""
-    kw = dict(num_steps=self.steps_per_call, global_batch=self.global_batch,
+    kw: dict[str, Any] = dict(num_steps=self.steps_per_call, global_batch=self.global_batch,
               device_index=device_index, num_devices=num_devices, axis_name=axis_name,
               kernels=self.kernels_used)
 
@@ -275,7 +277,7 @@ class TrainLoop:
       if key.shape[0] > 1:
         return batched(state, data, key)
       # A group of one runs unbatched: XLA:CPU's batched matmuls over a replica axis of 1
-      # cost ~20% against plain ones. The squeeze and expand are free reshapes.
+      # are slower than plain ones. The squeeze and expand are free reshapes.
       one = jax.tree.map(lambda x: x[0], (state, key))
       return jax.tree.map(lambda x: x[None], chunk(one[0], data, one[1]))
     return replicas

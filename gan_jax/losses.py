@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Callable, Union
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -68,7 +68,8 @@ def d_hinge(real_out: jax.Array, fake_out: jax.Array, *,
 
 def d_least_squares(real_out: jax.Array, fake_out: jax.Array, *,
                     real_label: float | jax.Array = 1.0) -> jax.Array:
-  """Least-squares D loss (LSGAN, targets 0/1): 0.5 mean (D(x) - real_label)^2 + 0.5 mean D(G(z))^2."""
+  """Least-squares D loss (LSGAN, targets 0/1):
+  0.5 mean (D(x) - real_label)^2 + 0.5 mean D(G(z))^2."""
   return 0.5 * (jnp.mean(jnp.square(real_out - real_label)) + jnp.mean(jnp.square(fake_out)))
 
 
@@ -169,7 +170,7 @@ class GradientPenalty:
 
 # --- Resolving names and choices ---------------------------------------------
 
-LossSpec = Union[str, Callable, tuple]
+LossSpec = str | Callable | tuple
 
 
 def _accepts(fn: Callable, num_positional: int, keyword: str | None) -> bool:

@@ -11,8 +11,9 @@ picks the products' implementation (``gan_jax.kernels``; "auto" follows the step
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax

@@ -16,14 +16,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
-import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import struct
 
 from gan_jax import losses
 
@@ -187,8 +188,7 @@ class GAN:
     return self.k + 1 if self.update_rule == "alternating" else 1
 
 
-@flax.struct.dataclass
-class PlayerState:
+class PlayerState(struct.PyTreeNode):
   """One player: its parameters, its other Flax variable collections, its optimizer state.
 
   ``collections``: every variable collection of the module besides ``params``
@@ -205,8 +205,7 @@ class PlayerState:
     return {"params": self.params, **self.collections}
 
 
-@flax.struct.dataclass
-class GANState:
+class GANState(struct.PyTreeNode):
   """Training state: iteration count, both players, G's EMA and the per-replica hyperparameters.
 
   Attributes:

@@ -20,7 +20,8 @@ evaluation apply G in inference mode.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -129,7 +130,8 @@ def _g_loss(gan: GAN, state: GANState, fake_out) -> jax.Array:
   return losses.choose(gan.g_loss_fns, state.hparams["g_loss"], fake_out)
 
 
-def _d_fn(gan: GAN, d: PlayerState, params: Any, rng: jax.Array) -> Callable[[jax.Array], jax.Array]:
+def _d_fn(gan: GAN, d: PlayerState, params: Any,
+          rng: jax.Array) -> Callable[[jax.Array], jax.Array]:
   """D in training mode at ``params``, for regularisers (collection updates discarded)."""
   return lambda x: apply_player(gan.discriminator, d, x, train=True, rng=rng, params=params)[0]
 
@@ -327,7 +329,7 @@ def train_step(gan: GAN, state: GANState, real_batches: Batch, rng: jax.Array, *
   if real_batches.shape[0] != expected:
     raise ValueError(f"real_batches has leading axis {real_batches.shape[0]}; this GAN "
                      f"(update_rule={gan.update_rule!r}, k={gan.k}) needs {expected}.")
-  kw = dict(axis_name=axis_name, kernels=kernels)
+  kw: dict[str, Any] = dict(axis_name=axis_name, kernels=kernels)
   nz = (lambda j: None) if noise is None else (lambda j: noise[j])
   if gan.update_rule == "simultaneous":
     state, metrics = simultaneous_step(gan, state, real_batches[0], rng, noise=nz(0), **kw)

@@ -27,5 +27,5 @@ def find(name: str) -> type[Experiment]:
   if not (isinstance(cls, type) and issubclass(cls, Experiment)):
     raise UserError(f"config.experiment is {name!r}; use one of "
                     f"{', '.join(map(repr, PROJECTS))}, or 'package.module:ClassName' naming "
-                    f"a subclass of gan_jax.run.Experiment.")
+                    f"a subclass of gan_jax.run.experiment.Experiment.")
   return cls

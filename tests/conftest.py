@@ -74,6 +74,7 @@ def mnist(tfds_dir):
   if not os.path.isdir(MNIST_DIR):
     pytest.skip(f"the MNIST files are expected in {MNIST_DIR}")
   import filelock  # pylint: disable=import-outside-toplevel
+
   from projects.mnist import data  # pylint: disable=import-outside-toplevel
   with filelock.FileLock(os.path.join(tfds_dir, ".prepare.lock")):  # one worker prepares
     return data.load_mnist(manual_dir=MNIST_DIR, data_dir=tfds_dir)

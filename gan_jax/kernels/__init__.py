@@ -14,8 +14,9 @@ rewrites directly, e.g. ``nn.Conv(..., conv_general_dilated=cpu.conv_general_dil
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import ModuleType
-from typing import Any, Sequence
+from typing import Any
 
 from gan_jax.kernels import cpu, plain
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -31,7 +32,8 @@ def join(tree: PyTree) -> PyTree:
   leaves = [x for x in jax.tree.leaves(tree) if x.size]
   if not leaves:
     return tree
-  zero = sum(jnp.isnan(x.reshape(-1)[0]).astype(jnp.float32) for x in leaves) * 0.0
+  zero = sum((jnp.isnan(x.reshape(-1)[0]).astype(jnp.float32) for x in leaves),
+             jnp.zeros((), jnp.float32)) * 0.0
   return jax.tree.map(lambda x: x + zero.astype(x.dtype), tree)
 
 
@@ -43,10 +45,10 @@ def join_updates(modules: Any, grads: PyTree, *after: Any) -> PyTree:
   """``grads``, each leaf computed after all of them and all of ``after``.
 
   Replaces: no ordering. A weight that a backward pass reads (the layer above's, or D's
-  for G's gradient) was otherwise copied at the top of every scanned iteration so that
-  its update could be in place (4-8% of the paper's iteration). Players that compute
-  with bfloat16 copies of their weights never read the float32 ones after the forward
-  pass; for them the order only keeps an update from overlapping the backward pass.
+  for G's gradient) is otherwise copied at the top of every scanned iteration so that its
+  update can be in place. Players that compute with bfloat16 copies of their weights never
+  read the float32 ones after the forward pass; for them the order only keeps an update
+  from overlapping the backward pass, so they are left out.
   """
   mods = modules if isinstance(modules, tuple) else (modules,)
   if all(_computes_in_bf16(m) for m in mods):
@@ -171,8 +173,8 @@ def _strided_kernel_grad(x, g, kernel_shape, strides, pads, lhs_dilation):
   """Tap (i, j) of a strided convolution is a strided slice of the padded input."""
   kh, kw, c, o = kernel_shape
   (sh, sw), (ho, wo) = strides, g.shape[1:3]
-  config = [(0, 0, 0)] + [(lo, hi, d - 1) for (lo, hi), d in zip(pads, lhs_dilation)] + [
-      (0, 0, 0)]
+  interior = [(lo, hi, d - 1) for (lo, hi), d in zip(pads, lhs_dilation, strict=True)]
+  config = [(0, 0, 0)] + interior + [(0, 0, 0)]
   xp = lax.pad(x, jnp.zeros((), x.dtype), config)
   taps = [lax.slice(xp, (0, i, j, 0), (xp.shape[0], i + sh * (ho - 1) + 1,
                                        j + sw * (wo - 1) + 1, c), (1, sh, sw, 1))
@@ -216,7 +218,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                                     rhs_dilation, dimension_numbers, feature_group_count,
                                     batch_group_count, precision, preferred_element_type)
   if isinstance(padding, str):
-    dilated = [(n - 1) * d + 1 for n, d in zip(lhs.shape[1:3], lhs_dilation)]
+    dilated = [(n - 1) * d + 1 for n, d in zip(lhs.shape[1:3], lhs_dilation, strict=True)]
     padding = lax.padtype_to_pads(dilated, rhs.shape[:2], window_strides, padding)
   pads = tuple((int(lo), int(hi)) for lo, hi in padding)
   return _conv_matmul_grad(lhs, rhs, tuple(window_strides), pads, lhs_dilation)
@@ -238,13 +240,14 @@ class ConvTranspose(nn.Module):
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
     x, kernel, bias = x.astype(self.dtype), kernel.astype(self.dtype), bias.astype(self.dtype)
     pads = []
-    for k, s in zip(self.kernel_size, self.strides):  # lax.conv_transpose's "SAME" padding
+    # lax.conv_transpose's "SAME" padding
+    for k, s in zip(self.kernel_size, self.strides, strict=True):
       total = k + s - 2
       lo = k - 1 if s > k - 1 else -(-total // 2)
       pads.append((lo, total - lo))
     y = conv_general_dilated(x, kernel, (1, 1), pads, lhs_dilation=tuple(self.strides),
                              dimension_numbers=_NHWC)
-    return y + bias
+    return y + bias  # pyright: ignore[reportOperatorIssue] (custom_vjp's return type)
 
 
 def conv_transpose(features: int, kernel_size: tuple[int, int], strides: tuple[int, int], *,

@@ -7,7 +7,8 @@ results; ``gan_jax.kernels`` chooses one per run.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax

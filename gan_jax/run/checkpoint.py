@@ -27,7 +27,8 @@ import hashlib
 import json
 import os
 import shutil
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -35,7 +36,6 @@ import orbax.checkpoint as ocp
 
 from gan_jax.errors import UserError
 from gan_jax.state import LAYOUT_VERSION, GANState
-
 
 TMP_MARKER = ".orbax-checkpoint-tmp"  # in the name of a checkpoint being written
 
@@ -128,7 +128,7 @@ class Checkpointer:
       self._manager.wait_until_finished()
     return step
 
-  def adopt(self, source: "Checkpointer", step: int) -> None:
+  def adopt(self, source: Checkpointer, step: int) -> None:
     """Make ``source``'s checkpoint of ``step`` this directory's only one.
 
     Process 0 copies it into a temporary directory and renames that into place,
@@ -153,7 +153,7 @@ class Checkpointer:
     return dict(self._manager.metadata(step).custom_metadata or {})
 
   def restore(self, like: GANState | None, step: int | None = None, *,
-              check_layout: bool = True) -> GANState:
+              check_layout: bool = True) -> Any:
     """The checkpoint at ``step`` (default: latest) as host arrays, shaped like ``like``.
 
     ``like=None`` reads the arrays back as the nested dicts they were saved as.
@@ -163,6 +163,8 @@ class Checkpointer:
     ``UserError``) for a checkpoint of another state layout.
     """
     step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"There is no checkpoint in {self.directory}.")
     if check_layout and self.layout(step) not in (None, LAYOUT_VERSION):
       raise OldLayout(f"The checkpoint at step {step} in {self.directory} has state layout "
                       f"{self.layout(step)}; this gan_jax reads layout {LAYOUT_VERSION}. Pass "

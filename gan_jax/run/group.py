@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 import jax
-import ml_collections
 
 from gan_jax import kernels as kernels_lib
 from gan_jax.errors import UserError
@@ -24,7 +23,7 @@ from gan_jax.run.recorder import Recorder
 from gan_jax.run.selection import Selection
 from gan_jax.state import GAN, GANState, set_hparams
 
-Config = ml_collections.ConfigDict
+Config = Any  # an ml_collections.ConfigDict, whose values the schema has checked
 
 
 def devices_for(config: Config) -> list[Any]:
@@ -177,6 +176,7 @@ def restore(g: Group, announce: bool = False) -> list[GANState]:
   """Each replica's newest intact checkpoint, else its fresh state; sets its memory."""
   states = []
   for i, run in enumerate(g.runs):
+    assert run.like is not None  # set by open_group
     found = run.ckpt.restore_latest_valid(run.like, report=say)
     if found is None:
       state, memory = fresh(g, i)

@@ -16,6 +16,7 @@ import contextlib
 import signal
 import sys
 import threading
+from typing import Any
 
 import jax
 import numpy as np
@@ -29,7 +30,7 @@ class StopRequest:
   def __init__(self):
     self.signal_name: str | None = None
     self._depth = 0
-    self._previous: dict[int, object] = {}
+    self._previous: dict[int, Any] = {}
 
   def _handle(self, signum, frame):  # pylint: disable=unused-argument
     self.signal_name = signal.Signals(signum).name

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from gan_jax import kernels, losses, optim, players, state
-from gan_jax.loop import batch_split_error
 from gan_jax.errors import UserError
+from gan_jax.loop import batch_split_error
 
 _NO_DEFAULT = object()
 
@@ -123,7 +124,8 @@ OPTIONAL_SECTIONS = ("g_optimizer",)
 
 # Settings that may differ between a checkpoint and the run that resumes it.
 RESUMABLE_CHANGES = ("num_train_steps", "log_every", "eval_every", "checkpoint_every",
-                     "steps_per_call", "kernels", "experiment", "keep_checkpoints", "keep_every", "parallel", "sweep",
+                     "steps_per_call", "kernels", "experiment", "keep_checkpoints", "keep_every",
+                     "parallel", "sweep",
                      "on_divergence", "max_rollbacks", "data.manual_dir", "data.data_dir",
                      "evaluation.", "gan.grad_norms")
 # ... and these with a notice: the optimizers' hyperparameters (not their names).

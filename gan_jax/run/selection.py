@@ -4,7 +4,8 @@ best so far, by a validation metric, and so kept in ``checkpoints/best``."""
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 EMA_PREFIX = "ema_"  # metrics-row keys of the EMA generator: ema_parzen_ll, ...
 

@@ -30,7 +30,8 @@ import itertools
 import json
 import os
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -89,7 +90,8 @@ def _typed(value: Any, current: Any, field: str) -> Any:
 
 
 def product(axes: dict[str, Sequence[Any]]) -> tuple[dict[str, Any], ...]:
-  """The Cartesian product of ``{field: values}`` as ``config.sweep`` entries, first axis slowest."""
+  """The Cartesian product of ``{field: values}`` as ``config.sweep`` entries, first axis
+  slowest."""
   fields = list(axes)
   return tuple(dict(zip(fields, combo, strict=True))
                for combo in itertools.product(*(list(axes[f]) for f in fields)))
@@ -107,7 +109,7 @@ def expand(config: ml_collections.ConfigDict) -> list[Replica]:
   fields' last names (whole dotted paths where those clash); it is also the
   name of its sub-workdir.
   """
-  entries = config.get("sweep", ()) or ()
+  entries: Any = config.get("sweep", ()) or ()
   if isinstance(entries, str) or not all(isinstance(e, dict) for e in entries):
     raise UserError(
         f"config.sweep is {entries!r}; list the runs as a tuple of dicts, one per run, each "

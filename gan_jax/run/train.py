@@ -15,23 +15,32 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from gan_jax import optim
-from gan_jax.run import divergence, preemption, sweep, workdir as workdir_lib
+from gan_jax.run import checkpoint, divergence, preemption, schema, sweep, workdir as workdir_lib
 from gan_jax.run.experiment import Experiment, final_row
-from gan_jax.run.group import (Group, Misaligned, Run, chunk_length, devices_for, is_main,
-                               open_group, prepare_workdir, restore, say)
-from gan_jax.run import checkpoint, schema
+from gan_jax.run.group import (
+  Group,
+  Misaligned,
+  Run,
+  chunk_length,
+  devices_for,
+  is_main,
+  open_group,
+  prepare_workdir,
+  restore,
+  say,
+)
 from gan_jax.run.recorder import duration, progress_line
 from gan_jax.state import GANState
 
-Config = ml_collections.ConfigDict
+Config = Any  # an ml_collections.ConfigDict, whose values the schema has checked
 SELECTED = "selected"  # the memory key of the best model so far
 
 

@@ -27,7 +27,7 @@ import json
 import os
 import socket
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 from gan_jax.errors import UserError
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -84,7 +85,8 @@ def make_gan(configs: Sequence[Any]) -> GAN:
       g_loss=build.loss_choices([c.gan.g_loss for c in configs]),
       d_loss=build.loss_choices([c.gan.get("d_loss", "bce") for c in configs]),
       real_label=config.gan.real_label, ema_decay=config.gan.get("ema_decay", 0.0),
-      ema_power=config.gan.get("ema_power", 0.0), k=config.gan.k, update_rule=config.gan.update_rule,
+      ema_power=config.gan.get("ema_power", 0.0), k=config.gan.k,
+      update_rule=config.gan.update_rule,
       grad_norms=config.gan.get("grad_norms", True))
 
 

@@ -12,11 +12,11 @@ import jax
 import ml_collections
 import numpy as np
 
-from gan_jax.run import checkpoint, schema
 from gan_jax.errors import UserError
+from gan_jax.run import checkpoint, schema
 from gan_jax.run.experiment import generate
 from gan_jax.run.selection import EMA_PREFIX  # EMA metrics: ema_parzen_ll, ...
-from gan_jax.state import LAYOUT_VERSION, GAN, GANState, sample_latent
+from gan_jax.state import GAN, LAYOUT_VERSION, GANState, sample_latent
 from projects.mnist import data as data_lib, model
 from projects.mnist.metrics import classifier, features as metrics, parzen
 
@@ -81,7 +81,7 @@ class Evaluator:
     return out
 
 
-def score_generators(evaluator: "Evaluator", gan: GAN, state: GANState, key: jax.Array,
+def score_generators(evaluator: Evaluator, gan: GAN, state: GANState, key: jax.Array,
                      report: Any = None) -> dict[str, Any]:
   """The raw G's metrics, and its EMA's under ``ema_`` keys when the state keeps one.
 
@@ -144,7 +144,8 @@ def _rows(workdir: str, result: dict[str, Any]) -> list[tuple[str, str]]:
     covered = result["classes_covered"]
     rows += [("Fréchet distance (classifier features)", f"{result['frechet_distance']:.3f}"),
              ("classifier score (max 10)", f"{result['classifier_score']:.2f}"),
-             (f"precision / recall (k={result['pr_k']})", f"{result['precision']:.3f} / {result['recall']:.3f}"),
+             (f"precision / recall (k={result['pr_k']})",
+              f"{result['precision']:.3f} / {result['recall']:.3f}"),
              ("digit classes covered", f"{covered} of 10" + (
                  "  <- MODE COLLAPSE: some digits are (nearly) never generated"
                  if covered < 10 else "")),

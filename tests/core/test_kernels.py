@@ -11,11 +11,10 @@ import pytest
 from conftest import assert_trees_close
 
 import gan_jax
-from gan_jax import kernels, loop as loop_lib
-from gan_jax.run import build
-from gan_jax.kernels import cpu, plain
-
 from benchmarks.common import load_config  # noqa: E402
+from gan_jax import kernels, loop as loop_lib
+from gan_jax.kernels import cpu, plain
+from gan_jax.run import build
 
 
 @pytest.mark.parametrize("platform,auto", [("cpu", "cpu"), ("gpu", "plain"), ("cuda", "plain"),

@@ -34,7 +34,7 @@ def test_scan_of_n_iterations_equals_n_train_step_calls(data, update_rule, k):
   np.testing.assert_allclose(metrics["d_loss"], [m["d_loss"] for m in per_step], rtol=1e-5)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def make_loop(gan, n, parallel, devices, steps):  # one compilation per distinct loop
   return gan_jax.TrainLoop(gan, gan_jax.ArraySource(n), global_batch=B, steps_per_call=steps,
                            parallel=parallel, devices=devices)

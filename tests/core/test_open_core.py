@@ -11,14 +11,13 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
+from conftest import LATENT, assert_trees_close, assert_trees_equal, tiny_gan
 from jax import lax
 
 import gan_jax
 from gan_jax import losses, optim
 from gan_jax.run import checkpoint
 from gan_jax.state import LAYOUT_VERSION
-
-from conftest import LATENT, assert_trees_close, assert_trees_equal, tiny_gan
 
 SHAPE = (8, 8, 1)
 F = 64
@@ -45,7 +44,8 @@ def conv():
 
 
 def changed(a, b):
-  return any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  return any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b),
+                                                       strict=True))
 
 
 def test_batchnorm_statistics_are_state_updated_in_training_and_used_in_inference(conv):
@@ -112,7 +112,7 @@ def test_conv_players_train_under_vmap_own_scan_and_pmap(conv):
   out, _ = jax.jit(jax.vmap(step, in_axes=(0, None, 0)))(stacked, batch, jnp.stack(keys))
   for i, s in enumerate(states):
     alone, _ = jax.jit(step)(s, batch, keys[i])
-    assert_trees_close(jax.tree.map(lambda x: x[i], out), alone, rtol=1e-5, atol=1e-6)
+    assert_trees_close(jax.tree.map(lambda x, i=i: x[i], out), alone, rtol=1e-5, atol=1e-6)
 
   # Your own lax.scan over train_step: 3 iterations equal 3 calls.
   def body(s, i):
@@ -178,7 +178,7 @@ def test_a_power_ema_weights_update_tau_by_tau_to_the_gamma_plus_one_minus_its_p
     if i == 0:  # the first update's decay is 0: the EMA is G itself
       assert_trees_close(state.ema_params, state.g.params, rtol=0, atol=0)
   w = [(t ** (gamma + 1) - (t - 1) ** (gamma + 1)) / n ** (gamma + 1) for t in range(1, n + 1)]
-  expect = jax.tree.map(lambda *ps: sum(wi * p for wi, p in zip(w, ps)), *snapshots)
+  expect = jax.tree.map(lambda *ps: sum(wi * p for wi, p in zip(w, ps, strict=True)), *snapshots)
   assert_trees_close(state.ema_params, expect, rtol=1e-5, atol=1e-7)
   # ema_decay caps the decay; gamma = 0 leaves it constant.
   got = [float(gan_jax.steps.ema_decay_at(tiny_gan(ema_decay=0.5, ema_power=1.0), 0.5, t))
@@ -329,7 +329,7 @@ def test_the_spec_is_frozen_hashable_and_equal_specs_hash_alike():
   b = dataclasses.replace(a)  # equal fields (optax transformations compare by identity)
   assert hash(a) == hash(b) and a == b
   assert a != dataclasses.replace(a, k=2)
-  with pytest.raises(Exception):
+  with pytest.raises(dataclasses.FrozenInstanceError):
     a.k = 2
   assert {a: 1}[b] == 1
 
@@ -361,7 +361,7 @@ def test_a_vmapped_sweep_over_losses_rates_and_ema_decay_equals_each_replica_alo
 
   keys = [jax.random.key(i) for i in range(len(REPLICAS))]
   states = [gan_jax.init_state(group, k, data[:1], hparams=hp(r))
-            for k, r in zip(keys, REPLICAS)]
+            for k, r in zip(keys, REPLICAS, strict=True)]
   np.testing.assert_array_equal([s.hparams["g_loss"] for s in states], [0, 1, 2])
   loop = gan_jax.TrainLoop(group, gan_jax.ArraySource(len(data)), global_batch=16,
                            steps_per_call=10, parallel="none", vmapped=True)
@@ -375,7 +375,7 @@ def test_a_vmapped_sweep_over_losses_rates_and_ema_decay_equals_each_replica_alo
     one = gan_jax.TrainLoop(alone_gan, gan_jax.ArraySource(len(data)), global_batch=16,
                             steps_per_call=10, parallel="none")
     final, _ = one(one.put_state(alone), one.put_data(data), keys[i])
-    got = jax.tree.map(lambda x: x[i], out)
+    got = jax.tree.map(lambda x, i=i: x[i], out)
     assert_trees_close((got.g, got.d, got.ema_params), (final.g, final.d, final.ema_params),
                        rtol=1e-5, atol=1e-6)
   # The replicas did differ.

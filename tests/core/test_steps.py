@@ -37,10 +37,12 @@ def test_d_step_changes_only_d_and_g_step_changes_only_g():
   after_d, m = jax.jit(functools.partial(gan_jax.d_step, gan))(state, batch(), jax.random.key(1))
   assert_trees_equal(after_d.g_params, state.g_params)
   assert_trees_equal(after_d.g.opt_state, state.g.opt_state)
-  assert not np.allclose(after_d.d_params["hidden_0"]["kernel"], state.d_params["hidden_0"]["kernel"])
+  kernel = lambda s: s.d_params["hidden_0"]["kernel"]
+  assert not np.allclose(kernel(after_d), kernel(state))
   assert set(m) == {"d_loss", "value", "d_real", "d_fake", "d_grad_norm"}
 
-  after_g, m = jax.jit(functools.partial(gan_jax.g_step, gan, batch_size=M))(state, jax.random.key(2))
+  g_step = functools.partial(gan_jax.g_step, gan, batch_size=M)
+  after_g, m = jax.jit(g_step)(state, jax.random.key(2))
   assert_trees_equal(after_g.d_params, state.d_params)
   assert_trees_equal(after_g.d.opt_state, state.d.opt_state)
   assert not np.allclose(after_g.g_params["output"]["kernel"], state.g_params["output"]["kernel"])
@@ -128,9 +130,9 @@ def test_steps_vmap_over_seeds():
   out, metrics = jax.jit(jax.vmap(functools.partial(gan_jax.train_step, gan)))(states, reals, keys)
   assert metrics["d_loss"].shape == (3,)
   for i in range(3):
-    one = jax.tree.map(lambda x: x[i], states)
+    one = jax.tree.map(lambda x, i=i: x[i], states)
     expect, _ = step(one, reals[i], keys[i])
-    assert_trees_close(jax.tree.map(lambda x: x[i], out.g_params), expect.g_params, rtol=1e-5,
+    assert_trees_close(jax.tree.map(lambda x, i=i: x[i], out.g_params), expect.g_params, rtol=1e-5,
                        atol=1e-7)
 
 

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax.run import build, experiment, schema
 from gan_jax.loop import SamplerSource
+from gan_jax.run import build, experiment, schema
 from gan_jax.state import init_state, sample_latent
 
 

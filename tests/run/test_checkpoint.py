@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from conftest import FEATURES, assert_trees_equal, tiny_gan
 
-from gan_jax.run import checkpoint
 from gan_jax.errors import UserError
+from gan_jax.run import checkpoint
 from gan_jax.state import init_state
 
 

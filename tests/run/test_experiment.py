@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from conftest import ROOT, assert_trees_equal
 
-from gan_jax.run import checkpoint, sweep, train
-from gan_jax.errors import UserError
 import projects
+from gan_jax.errors import UserError
+from gan_jax.run import checkpoint, sweep, train
 
 sys.path.insert(0, str(ROOT / "tests" / "helpers"))
 from segment_experiment import Segment  # noqa: E402

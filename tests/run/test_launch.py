@@ -7,13 +7,16 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import MNIST_DIR, needs_mnist
+from conftest import (
+  MNIST_DIR,
+  ROOT,  # noqa: E402
+  needs_mnist,
+)
 from PIL import Image
 
 from gan_jax.run.selection import replay_selection
 from projects.mnist.experiment import MNIST
 
-from conftest import ROOT  # noqa: E402
 SMOKE = "experiments/mnist.py:smoke"
 
 # With pytest-xdist: on the same worker as test_classifier, sharing its trained classifier.
@@ -86,7 +89,8 @@ def test_smoke_run_writes_every_artifact(smoke_run, tfds_dir, classifier_dir):
     # ... and the classifier-feature metrics.
     assert r["frechet_distance"] > 0 and 1 <= r["classifier_score"] <= 10
     assert 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 and r["pr_k"] == 5
-    assert sum(r["class_histogram"]) == config.evaluation.num_samples and 0 <= r["classes_covered"] <= 10
+    assert sum(r["class_histogram"]) == config.evaluation.num_samples
+    assert 0 <= r["classes_covered"] <= 10
     assert 0 <= r["class_kl_to_uniform"] <= np.log(10) + 1e-9
 
   # The config keeps an EMA of G: each evaluation scores both generators on the same noise.
@@ -138,7 +142,7 @@ def test_eval_mode_scores_the_model_selected_on_validation(smoke_run, tfds_dir, 
   assert replayed[-1]["step"] == selected[-1]
   assert [r.get("selected_step") for r in evals] == [
       b["step"] if b is not None and b["step"] == r["step"] else None
-      for b, r in zip(replayed, evals)]
+      for b, r in zip(replayed, evals, strict=True)]
   assert f"Scoring the model selected on validation (step {selected[-1]} by val_parzen_ll" in \
       result.stdout
   for name in ("figure2.png", "figure3.png"):
@@ -185,6 +189,7 @@ def test_a_workdir_of_the_earlier_layout_is_refused_for_training_and_scored_by_e
     smoke_run, tfds_dir, classifier_dir, tmp_path):
   """A workdir as gan_jax 0.1 left it: flat g_params/d_params, no EMA, no layout recorded."""
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+
   from gan_jax.run import checkpoint  # pylint: disable=import-outside-toplevel
   workdir, _ = smoke_run
   ckpt = checkpoint.Checkpointer(workdir)

@@ -6,9 +6,8 @@ import signal
 import pytest
 
 from benchmarks.common import load_config  # noqa: E402
-
-from gan_jax.run import preemption, schema, train  # noqa: E402
 from gan_jax.errors import UserError  # noqa: E402
+from gan_jax.run import preemption, schema, train  # noqa: E402
 from projects.mnist.experiment import MNIST  # noqa: E402
 
 

@@ -7,14 +7,15 @@ import sys
 import jax
 import numpy as np
 import pytest
-from conftest import assert_trees_close
+from conftest import (
+  ROOT,  # noqa: E402
+  assert_trees_close,
+)
 
-from gan_jax.run import sweep, train
-from gan_jax.errors import UserError
-from projects.ring_2d.experiment import Ring2D
-
-from conftest import ROOT  # noqa: E402
 from benchmarks.common import load_config  # noqa: E402
+from gan_jax.errors import UserError
+from gan_jax.run import sweep, train
+from projects.ring_2d.experiment import Ring2D
 
 
 def ring_config(**changes):

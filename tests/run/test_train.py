@@ -6,12 +6,11 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import ROOT  # noqa: E402
-from benchmarks.common import load_config  # noqa: E402
 
-from gan_jax.run import divergence, train  # noqa: E402
+from benchmarks.common import load_config  # noqa: E402
 from gan_jax.errors import UserError  # noqa: E402
+from gan_jax.run import divergence, train  # noqa: E402
 from projects.mnist.experiment import MNIST  # noqa: E402
 
 

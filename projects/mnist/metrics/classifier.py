@@ -147,7 +147,8 @@ def train(settings: TrainSettings, images: np.ndarray, labels: np.ndarray, *,
     r = settings.shift
     imgs = jnp.pad(x.reshape(-1, 28, 28), ((0, 0), (r, r), (r, r)))
     offsets = jax.random.randint(k, (len(x), 2), 0, 2 * r + 1)
-    crop = lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1]), (28, 28))
+    def crop(img, o):
+      return jax.lax.dynamic_slice(img, (o[0], o[1]), (28, 28))
     return jax.vmap(crop)(imgs, offsets).reshape(len(x), -1)
 
   @functools.partial(jax.jit, donate_argnums=(0, 1))
@@ -193,7 +194,8 @@ def _entry_dir(cache_dir: str, fp: str) -> str:
 
 def load_or_train(dataset, *, cache_dir: str = "", settings: TrainSettings = TrainSettings(),
                   min_accuracy: float = MIN_TEST_ACCURACY, verbose: bool = True) -> Classifier:
-  """The cached classifier for ``dataset`` (a ``projects.mnist.data.Dataset``), training it if needed.
+  """The cached classifier for ``dataset`` (a ``projects.mnist.data.Dataset``), training it if
+  needed.
 
   Trains on the train and validation splits, measures accuracy on the test split,
   and refuses (UserError) a network below ``min_accuracy``: features from a

@@ -7,10 +7,9 @@ import numpy as np
 from PIL import Image
 
 import gan_jax
+from benchmarks.common import load_config  # noqa: E402
 from gan_jax.run import train
 from projects.gaussian_1d import experiment as toy
-
-from benchmarks.common import load_config  # noqa: E402
 
 MEAN, STD = 2.0, 0.5  # p_data = N(2, 0.5^2)
 
@@ -23,7 +22,8 @@ def test_gaussian_1d_experiment_shows_proposition_1_and_theorem_1(xla_optimized,
   """experiments/gaussian_1d.py as configured: (a) D -> D* and V = -log 4 + 2 JSD with G
   fixed; (b) both trained: JSD -> 0 and D -> 1/2; (c) the Figure-1 PNG."""
   config = load_config("experiments/gaussian_1d.py")
-  train.train_and_evaluate(config, str(tmp_path), toy.Gaussian1D)  # the driver every experiment runs through
+  # The driver every experiment runs through.
+  train.train_and_evaluate(config, str(tmp_path), toy.Gaussian1D)
   res = json.loads((tmp_path / "results.json").read_text())
   a, b = res["part_a"], res["part_b"]
   assert a["max_abs_d_minus_d_star"] <= 0.05  # Proposition 1, where p_data + p_g > 0.05

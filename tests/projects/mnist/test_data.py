@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from conftest import MNIST_DIR, needs_mnist
 
-from projects.mnist import data
 from gan_jax.errors import UserError
+from projects.mnist import data
 
 pytestmark = needs_mnist
 
@@ -61,6 +61,7 @@ def test_offline_without_manual_dir_gives_the_paragraph_within_15_s(tmp_path):
   import subprocess  # pylint: disable=import-outside-toplevel
   import sys  # pylint: disable=import-outside-toplevel
   import time  # pylint: disable=import-outside-toplevel
+
   from conftest import ROOT  # pylint: disable=import-outside-toplevel
   dead = "http://127.0.0.1:9"  # the discard port: nothing listens
   env = {**os.environ, "HTTPS_PROXY": dead, "HTTP_PROXY": dead, "https_proxy": dead,

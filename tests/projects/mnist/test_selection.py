@@ -6,13 +6,12 @@ import jax
 import numpy as np
 import pytest
 
+from benchmarks.common import load_config  # noqa: E402
 from gan_jax.run import build, checkpoint, experiment as experiment_lib, train
-from projects.mnist import data as data_lib, figures, report
-from projects.mnist.experiment import MNIST
 from gan_jax.run.selection import Selection, replay_selection
 from gan_jax.state import init_state
-
-from benchmarks.common import load_config  # noqa: E402
+from projects.mnist import data as data_lib, figures, report
+from projects.mnist.experiment import MNIST
 
 
 def synthetic_mnist(test_value=np.nan):

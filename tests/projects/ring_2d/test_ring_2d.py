@@ -8,13 +8,12 @@ import sys
 import jax
 import numpy as np
 import pytest
+from conftest import ROOT  # noqa: E402
 from PIL import Image
 
+from benchmarks.common import load_config  # noqa: E402
 from gan_jax.run import train
 from projects.ring_2d import experiment as ring
-
-from conftest import ROOT  # noqa: E402
-from benchmarks.common import load_config  # noqa: E402
 
 
 def test_samples_of_the_true_mixture_cover_every_mode():
