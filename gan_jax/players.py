@@ -138,18 +138,24 @@ class MaxoutDiscriminator(nn.Module):
     return logit[..., 0].astype(jnp.float32)
 
 
-class ConvGenerator(nn.Module):
+class ConvPlayer(nn.Module):
+  """The settings both conv players share: the image shape (H, W, C), the width (G's last
+  hidden layer and D's first have ``features`` channels), the compute dtype and the
+  kernel set."""
+
+  image_shape: Sequence[int] = (28, 28, 1)
+  features: int = 64
+  dtype: Dtype = jnp.float32
+  kernels: str = "auto"
+
+
+class ConvGenerator(ConvPlayer):
   """DCGAN-style G: Dense -> [H/4, W/4, 2f] -> BatchNorm/ReLU -> two stride-2 transposed
   convolutions (BatchNorm/ReLU between) -> sigmoid, returned flat ``[B, H*W*C]``.
 
   ``train=True`` normalises by the batch's statistics and updates ``batch_stats``;
   ``train=False`` uses the running averages.
   """
-
-  image_shape: Sequence[int] = (28, 28, 1)
-  features: int = 64
-  dtype: Dtype = jnp.float32
-  kernels: str = "auto"
 
   @nn.compact
   def __call__(self, z: jax.Array, *, train: bool = False) -> jax.Array:
@@ -171,14 +177,9 @@ class ConvGenerator(nn.Module):
     return nn.sigmoid(x.astype(jnp.float32)).reshape(z.shape[0], h * w * c)
 
 
-class ConvDiscriminator(nn.Module):
+class ConvDiscriminator(ConvPlayer):
   """DCGAN-style D on flat inputs: reshape to ``image_shape``, two stride-2 4x4
   convolutions with leaky ReLU, one linear unit -> a logit ``[B]``."""
-
-  image_shape: Sequence[int] = (28, 28, 1)
-  features: int = 64
-  dtype: Dtype = jnp.float32
-  kernels: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
