@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Callable
@@ -81,34 +82,60 @@ def host_copy(tree: Any) -> Any:
 BEST = "checkpoints/best"  # the model selected on validation, kept apart from retention
 
 
+def _remove_unfinished(directory: str) -> None:
+  """Delete the temporary directories of writes that never finished (a crash mid-save)."""
+  if jax.process_index() != 0 or not os.path.isdir(directory):
+    return
+  for name in os.listdir(directory):
+    if TMP_MARKER in name:
+      shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+
+
+def _manager(directory: str, keep: int, keep_every: int, read_only: bool
+             ) -> ocp.CheckpointManager:
+  if read_only:  # orbax warns about each writing option and that the directory is read-only
+    options = ocp.CheckpointManagerOptions(save_interval_steps=0, create=False, read_only=True,
+                                           enable_async_checkpointing=False)
+  else:
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, keep_period=keep_every or None,
+                                           create=True, enable_async_checkpointing=False)
+  absl_logger = logging.getLogger("absl")
+  level = absl_logger.level
+  absl_logger.setLevel(logging.ERROR if read_only else level)
+  try:
+    return ocp.CheckpointManager(directory, options=options,
+                                 item_handlers=ocp.StandardCheckpointHandler())
+  finally:
+    absl_logger.setLevel(level)
+
+
 class Checkpointer:
   """Saves GANStates under ``<workdir>/<subdir>/<step>`` (``checkpoints/<step>``).
 
   Keeps the newest ``keep`` checkpoints plus every one whose step is a multiple
   of ``keep_every`` (0: none beyond the newest). The selected model lives in a
   Checkpointer of its own, ``subdir=BEST, keep=1``.
+
+  ``read_only=True`` (``--mode=eval``, and anything else reading a workdir that a run may
+  be training in) creates, removes and moves nothing: not the temporary directory of a
+  checkpoint being written, not a damaged checkpoint, not a missing directory.
   """
 
   def __init__(self, workdir: str, *, keep: int = 2, keep_every: int = 0,
-               subdir: str = "checkpoints"):
+               subdir: str = "checkpoints", read_only: bool = False):
     self.workdir = os.path.abspath(workdir)
     self.directory = os.path.join(self.workdir, subdir)
-    self._remove_unfinished()
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, keep_period=keep_every or None,
-                                           create=True, enable_async_checkpointing=False)
-    self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                          item_handlers=ocp.StandardCheckpointHandler())
-
-  def _remove_unfinished(self) -> None:
-    """Delete the temporary directories of writes that never finished (a crash mid-save)."""
-    if jax.process_index() != 0 or not os.path.isdir(self.directory):
-      return
-    for name in os.listdir(self.directory):
-      if TMP_MARKER in name:
-        shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+    self.read_only = read_only
+    if not read_only:
+      _remove_unfinished(self.directory)
+    self._manager = _manager(self.directory, keep, keep_every, read_only)
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
+
+  def reload(self) -> None:
+    """Read the directory again (another process may have added or removed checkpoints)."""
+    self._manager.reload()
 
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -131,9 +158,9 @@ class Checkpointer:
   def adopt(self, source: Checkpointer, step: int) -> None:
     """Make ``source``'s checkpoint of ``step`` this directory's only one.
 
-    Process 0 copies it into a temporary directory and renames that into place,
-    then removes the others; the copy keeps its recorded digest, so it is verified
-    on restore like any checkpoint. Every process then rereads the directory.
+    Process 0 copies it into a temporary directory and renames that into place; the
+    copy is read back against its recorded digest before the others are removed, so an
+    interrupted or failed copy leaves the previous one in place (``DamagedCheckpoint``).
     """
     if jax.process_index() == 0:
       os.makedirs(self.directory, exist_ok=True)
@@ -143,14 +170,24 @@ class Checkpointer:
       final = os.path.join(self.directory, str(step))
       shutil.rmtree(final, ignore_errors=True)
       os.rename(tmp, final)
+    self._manager.reload()
+    self.restore(None, step, check_layout=False)  # raises DamagedCheckpoint
+    if jax.process_index() == 0:
       for name in os.listdir(self.directory):
         if name.isdigit() and int(name) != step:
           shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
     self._manager.reload()
 
   def metadata(self, step: int) -> dict[str, Any]:
-    """What ``save`` stored beside the arrays of ``step`` ({} if nothing)."""
-    return dict(self._manager.metadata(step).custom_metadata or {})
+    """What ``save`` stored beside the arrays of ``step``; ``DamagedCheckpoint`` when it cannot
+    be read or records no digest of the arrays (every checkpoint gan_jax writes has one)."""
+    try:
+      found = dict(self._manager.metadata(step).custom_metadata or {})
+    except Exception as e:  # pylint: disable=broad-except  # missing, empty or torn JSON
+      raise DamagedCheckpoint(f"its metadata cannot be read: {type(e).__name__}") from e
+    if "sha256" not in found:
+      raise DamagedCheckpoint("its metadata records no SHA-256 of its arrays")
+    return found
 
   def restore(self, like: GANState | None, step: int | None = None, *,
               check_layout: bool = True) -> Any:
@@ -170,8 +207,8 @@ class Checkpointer:
                       f"{self.layout(step)}; this gan_jax reads layout {LAYOUT_VERSION}. Pass "
                       f"another --workdir to start a new run.")
     target = None if like is None else host_copy(like)  # NumPy leaves: read back as NumPy
+    expected = self.metadata(step)["sha256"]
     try:
-      expected = self.metadata(step).get("sha256")
       restored = self._manager.restore(step, args=ocp.args.StandardRestore(target))
     except Exception as e:  # pylint: disable=broad-except
       first = str(e).strip().splitlines()[0] if str(e).strip() else ""
@@ -180,7 +217,7 @@ class Checkpointer:
       restored = host_copy(restored)
     elif jax.tree.structure(restored) != jax.tree.structure(target):
       raise DamagedCheckpoint("its tree of arrays differs from the model's")
-    if expected is not None and tree_digest(restored) != expected:
+    if tree_digest(restored) != expected:
       raise DamagedCheckpoint("its arrays do not match the SHA-256 recorded when it was written")
     return restored
 
@@ -216,7 +253,7 @@ class Checkpointer:
 
   def _set_aside(self, step: int) -> str:
     target = os.path.join(self.workdir, "damaged_checkpoints", str(step))
-    if jax.process_index() == 0:
+    if jax.process_index() == 0 and not self.read_only:
       os.makedirs(os.path.dirname(target), exist_ok=True)
       n = 1
       while os.path.exists(target):
@@ -227,10 +264,10 @@ class Checkpointer:
 
   def layout(self, step: int) -> int | None:
     """The state layout version a checkpoint records (1 for those written before versions
-    were recorded), or None when its metadata cannot be read."""
+    were recorded), or None when its metadata is damaged (its restore reports that)."""
     try:
       return int(self.metadata(step).get("layout", 1))
-    except Exception:  # pylint: disable=broad-except  # unreadable: the restore reports it
+    except (DamagedCheckpoint, TypeError, ValueError):
       return None
 
   def check_layout(self) -> None:
@@ -248,14 +285,6 @@ class Checkpointer:
         f"per-replica hyperparameters). Training cannot resume them: pass another --workdir "
         f"to start a new run, or continue this one with gan_jax 0.1.0. "
         f"'--mode=eval' still scores their generator (its raw parameters).")
-
-  def restore_generator_params(self, step: int | None = None) -> Any:
-    """G's parameters from a checkpoint of any layout (digest verified), as host arrays."""
-    step = self.latest_step() if step is None else step
-    tree = self.restore(None, step, check_layout=False)
-    if "g" in tree and isinstance(tree["g"], dict) and "params" in tree["g"]:
-      return tree["g"]["params"]
-    return tree["g_params"]
 
   def saved_config(self) -> dict[str, Any] | None:
     """The config that the newest checkpoint was made with, if it can be read.
@@ -280,6 +309,14 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def generator_params(ckpt: Checkpointer, step: int | None = None) -> Any:
+  """G's parameters from a checkpoint of any layout (digest verified), as host arrays."""
+  tree = ckpt.restore(None, step, check_layout=False)
+  if "g" in tree and isinstance(tree["g"], dict) and "params" in tree["g"]:
+    return tree["g"]["params"]
+  return tree["g_params"]
 
 
 def restore_latest(workdir: str, like: GANState) -> GANState | None:

@@ -38,6 +38,7 @@ import numpy as np
 from gan_jax import loop as loop_lib, steps
 from gan_jax.errors import UserError
 from gan_jax.run import schema, sweep
+from gan_jax.run.recorder import read_rows
 from gan_jax.run.selection import Selection
 from gan_jax.state import GAN, GANState
 
@@ -193,10 +194,6 @@ def final_row(replica: Any, workdir: str) -> dict:
   return {"replica": replica.name, **replica.values,
           **{k: v for k, v in final.items() if not isinstance(v, (list, dict))}}
 
-
-def read_rows(path: str) -> list[dict]:
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
 
 
 def write_json(path: str, obj: Any) -> None:

@@ -24,6 +24,7 @@ from gan_jax.run.selection import Selection
 from gan_jax.state import GAN, GANState, set_hparams
 
 Config = Any  # an ml_collections.ConfigDict, whose values the schema has checked
+SELECTED = "selected"  # the memory key of the best model so far
 
 
 def devices_for(config: Config) -> list[Any]:
@@ -162,6 +163,7 @@ def open_group(exp: Experiment, runs: list[Run], devices: tuple[Any, ...]) -> Gr
   for run in runs:
     if g.selection:  # every process: adopting the best is a collective act
       run.best = checkpoint.Checkpointer(run.workdir, keep=1, subdir=checkpoint.BEST)
+      _finish_adoption(run)
     if is_main():
       run.recorder = Recorder(run.workdir, g.step)
       run.out.tensorboard = run.recorder.tensorboard
@@ -170,6 +172,23 @@ def open_group(exp: Experiment, runs: list[Run], devices: tuple[Any, ...]) -> Gr
   g.dstate, g.ddata = g.put(states), g.loop().put_data(data.array)
   g.clock = {"start": time.time(), "time": time.time(), "step": g.step}
   return g
+
+
+def _finish_adoption(run: Run) -> None:
+  """Copy the selected model into ``best/`` again if a crash or a full disk cut the copy
+  short: the restored memory names it, and its checkpoint is still in ``checkpoints/``
+  (the step a run resumes from, or a later one; never removed before the copy)."""
+  chosen, best = run.memory.get(SELECTED), run.best
+  if not chosen or best is None or best.all_steps() == [chosen["step"]]:
+    return
+  if chosen["step"] not in run.ckpt.all_steps():
+    say(f"warning: {run.label}the model selected at step {chosen['step']} is in neither "
+        f"{best.directory} nor {run.ckpt.directory}; the next evaluation selects again.")
+    run.memory.pop(SELECTED)
+    return
+  best.adopt(run.ckpt, chosen["step"])
+  say(f"{run.label}the copy of the model selected at step {chosen['step']} into "
+      f"{best.directory} had not finished; it was made again.")
 
 
 def restore(g: Group, announce: bool = False) -> list[GANState]:

@@ -24,13 +24,12 @@ def _import_tensorboardx():
   return tensorboardX
 
 
-tensorboardX = _import_tensorboardx()
-
 
 class Recorder:
   """One run's ``metrics.jsonl`` (one JSON row per log interval) and TensorBoard events.
 
   Opening it keeps the rows up to ``resume_step`` (those the restored checkpoint covers).
+  A line cut off by a crash mid-write is dropped, and the console says so.
   """
 
   def __init__(self, workdir: str, resume_step: int):
@@ -38,9 +37,14 @@ class Recorder:
     self.rows: list[dict[str, Any]] = []
     if os.path.exists(self.path):
       with open(self.path) as f:
-        self.rows = [r for r in map(json.loads, filter(str.strip, f)) if r["step"] <= resume_step]
+        rows, torn = parse_rows(f)
+      self.rows = [r for r in rows if r["step"] <= resume_step]
+      if torn:
+        print(f"warning: {torn} line(s) of {self.path} were incomplete (a write cut off) and "
+              f"were dropped; the rows up to step {resume_step} that the checkpoint covers are "
+              f"kept.", flush=True)
       self._rewrite()
-    self.tensorboard = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
+    self.tensorboard = _import_tensorboardx().SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def _rewrite(self) -> None:
     tmp = self.path + ".tmp"
@@ -64,6 +68,27 @@ class Recorder:
 
   def close(self) -> None:
     self.tensorboard.close()
+
+
+def parse_rows(lines: Any) -> tuple[list[dict[str, Any]], int]:
+  """The JSON rows with a step among ``lines``, and how many non-blank lines were not."""
+  rows, torn = [], 0
+  for line in filter(str.strip, lines):
+    try:
+      row = json.loads(line)
+    except ValueError:
+      row = None
+    if isinstance(row, dict) and isinstance(row.get("step"), int):
+      rows.append(row)
+    else:
+      torn += 1
+  return rows, torn
+
+
+def read_rows(path: str) -> list[dict[str, Any]]:
+  """The complete rows of a metrics.jsonl (a line cut off mid-write is left out)."""
+  with open(path) as f:
+    return parse_rows(f)[0]
 
 
 def duration(seconds: float) -> str:

@@ -26,6 +26,7 @@ from gan_jax import optim
 from gan_jax.run import checkpoint, divergence, preemption, schema, sweep, workdir as workdir_lib
 from gan_jax.run.experiment import Experiment, final_row
 from gan_jax.run.group import (
+  SELECTED,
   Group,
   Misaligned,
   Run,
@@ -41,7 +42,6 @@ from gan_jax.run.recorder import duration, progress_line
 from gan_jax.state import GANState
 
 Config = Any  # an ml_collections.ConfigDict, whose values the schema has checked
-SELECTED = "selected"  # the memory key of the best model so far
 
 
 def train_and_evaluate(config: Config, workdir: str, experiment: type[Experiment]) -> GANState:

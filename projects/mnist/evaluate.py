@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -158,14 +159,17 @@ def _rows(workdir: str, result: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _pick_checkpoint(workdir: str, which: str) -> tuple[checkpoint.Checkpointer, int | None, str]:
   """(checkpointer, step, description) of ``--checkpoint=best|latest|STEP`` in ``workdir``."""
-  regular = checkpoint.Checkpointer(workdir)
+  regular = checkpoint.Checkpointer(workdir, read_only=True)
   if which == "best":
     if os.path.isdir(os.path.join(workdir, checkpoint.BEST)):
-      best = checkpoint.Checkpointer(workdir, keep=1, subdir=checkpoint.BEST)
+      best = checkpoint.Checkpointer(workdir, keep=1, subdir=checkpoint.BEST, read_only=True)
       if best.latest_step() is not None:
         regular.close()
         step = best.latest_step()
-        chosen = best.metadata(step).get("memory", {}).get("selected", {})
+        try:
+          chosen = best.metadata(step).get("memory", {}).get("selected", {})
+        except checkpoint.DamagedCheckpoint:
+          chosen = {}  # its restore says what is wrong
         how = (f" by {chosen['metric']} = {chosen['value']:.4g}, "
                f"{'the EMA of G' if chosen['generator'] == 'ema' else 'the raw G'} ahead"
                if chosen else "")
@@ -186,6 +190,49 @@ def _pick_checkpoint(workdir: str, which: str) -> tuple[checkpoint.Checkpointer,
   return regular, int(which), f"the checkpoint at step {which}"
 
 
+def _retrying(fn: Callable[[], Any]) -> Any:
+  """``fn()``, again (up to 5 times) when a checkpoint directory vanished while it was
+  listed: the run training in the workdir removed it (retention, a newer selection)."""
+  for attempt in range(5):
+    try:
+      return fn()
+    except FileNotFoundError:
+      if attempt == 4:
+        raise
+      time.sleep(0.2)
+
+
+def _load(workdir: str, which: str, like: GANState) -> tuple[GANState | None, str]:
+  """(state, description) of ``--checkpoint=which``, read without changing the workdir.
+
+  A run may be training in the workdir: a checkpoint that its retention (or a newer
+  selected model) removes while it is read is looked up again, up to 5 times.
+  """
+  for attempt in range(5):
+    ckpt, step, described = _retrying(lambda: _pick_checkpoint(workdir, which))
+    try:
+      if step is None:
+        return None, described
+      layout = ckpt.layout(step)
+      if layout not in (None, LAYOUT_VERSION):  # an earlier layout: G's raw parameters
+        g_params = checkpoint.generator_params(ckpt, step)
+        print(f"The checkpoint at step {step} has state layout {layout}; scoring "
+              f"its generator's raw parameters.", flush=True)
+        return like.replace(step=np.asarray(step, np.int32),
+                            g=like.g.replace(params=jax.tree.map(np.asarray, g_params)),
+                            ema_params=None), described
+      return ckpt.restore(like, step), described
+    except checkpoint.DamagedCheckpoint as e:
+      if os.path.isdir(os.path.join(ckpt.directory, str(step))) or attempt == 4:
+        raise UserError(f"{described.capitalize()} in {ckpt.directory} is damaged ({e}); "
+                        f"pass --checkpoint=latest or another step.") from e
+      print(f"The checkpoint at step {step} was removed while it was read (the run in "
+            f"{workdir} is training); reading the newest again.", flush=True)
+    finally:
+      ckpt.close()
+  raise AssertionError("unreachable")
+
+
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
                         which: str = "best", *, fields: dict[str, Any]) -> dict[str, Any]:
   """Evaluate one checkpoint of ``workdir``; print a table and write eval.json.
@@ -196,34 +243,22 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   EMA's metrics under ``ema_`` keys); the test split is read here, once.
   """
   schema.check(config, 1, fields)  # evaluation runs on one device
-  probe = checkpoint.Checkpointer(workdir)
-  try:  # the config must be the one the workdir was trained with
-    schema.check_resumable(probe, config, fields=fields, check_layout=False)
-  finally:
-    probe.close()
-  ckpt, step, described = _pick_checkpoint(workdir, which)
-  try:
-    layout = None if step is None else ckpt.layout(step)
-    legacy = layout not in (None, LAYOUT_VERSION)
-    dataset = data_lib.load(config.data)
-    gan = model.make_gan([config], dataset)
-    root, like = jax.random.key(config.seed), model.initial_state(config, dataset, gan)
-    state = None
-    if step is not None and legacy:  # an earlier layout: its G's raw parameters suffice
-      g_params = ckpt.restore_generator_params(step)
-      state = like.replace(step=np.asarray(step, np.int32),
-                           g=like.g.replace(params=jax.tree.map(np.asarray, g_params)),
-                           ema_params=None)
-      print(f"The checkpoint at step {step} has state layout {layout}; scoring "
-            f"its generator's raw parameters.", flush=True)
-    elif step is not None:
-      try:
-        state = ckpt.restore(like, step)
-      except checkpoint.DamagedCheckpoint as e:
-        raise UserError(f"{described.capitalize()} in {ckpt.directory} is damaged ({e}); "
-                        f"pass --checkpoint=latest or another step.") from e
-  finally:
-    ckpt.close()
+  if not os.path.isdir(workdir):
+    raise UserError(f"The workdir {workdir!r} does not exist; pass the --workdir of a run "
+                    f"(python launch.py --config=... --workdir=... trains one).")
+
+  def check_config():  # the config must be the one the workdir was trained with
+    probe = checkpoint.Checkpointer(workdir, read_only=True)
+    try:
+      schema.check_resumable(probe, config, fields=fields, check_layout=False)
+    finally:
+      probe.close()
+
+  _retrying(check_config)
+  dataset = data_lib.load(config.data)
+  gan = model.make_gan([config], dataset)
+  root, like = jax.random.key(config.seed), model.initial_state(config, dataset, gan)
+  state, described = _load(workdir, which, like)
   if state is None:
     raise UserError(f"There is no checkpoint in {os.path.join(workdir, 'checkpoints')}; train "
                     f"first (python launch.py --config=... --workdir={workdir}) or pass the "

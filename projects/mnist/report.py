@@ -15,10 +15,10 @@ reading the selection the run recorded; it still reads no test figure to choose.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from typing import Any
 
+from gan_jax.run.recorder import read_rows
 from gan_jax.run.selection import Selection, replay_selection
 from projects.mnist.evaluate import SELECTION_METRICS
 
@@ -84,8 +84,7 @@ def main() -> None:
                       help="replay the selection with this guard on the EMA (default: the "
                            "selection the run recorded)")
   args = parser.parse_args()
-  with open(os.path.join(args.workdir, "metrics.jsonl")) as f:
-    rows = [json.loads(line) for line in f if line.strip()]
+  rows = read_rows(os.path.join(args.workdir, "metrics.jsonl"))
   print(table(rows, args.every_epochs, args.ema_guard))
 
 

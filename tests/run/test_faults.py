@@ -286,3 +286,31 @@ def test_bad_config_file_and_unwritable_workdir_exit_2_without_traceback(tfds_di
   result = launch(str(tmp_path / "file" / "run"), tfds_dir)
   assert result.returncode == 2 and "Traceback" not in result.stderr
   assert "cannot be written" in result.stderr and "--workdir" in result.stderr
+
+
+def test_eval_while_a_run_checkpoints_every_step_leaves_the_run_untouched(tfds_dir,
+                                                                          tmp_path):
+  """--mode=eval opens the checkpoints read-only: it never removes the temporary
+  directory of the checkpoint the trainer is writing, and a checkpoint that retention
+  rotates away while eval reads it is looked up again."""
+  workdir = str(tmp_path / "run")
+  changes = {"num_train_steps": 200, "steps_per_call": 1, "log_every": 1,
+             "checkpoint_every": 1, "keep_checkpoints": 2}
+  trainer = start(workdir, tfds_dir, **changes)
+  wait_for(trainer, "Training ")
+  while not os.path.isdir(os.path.join(workdir, "checkpoints")) or not steps_of(workdir):
+    assert trainer.poll() is None
+    time.sleep(0.2)
+  scored = 0
+  while trainer.poll() is None or scored == 0:
+    result = launch(workdir, tfds_dir, script=("launch.py", "--mode=eval", "--checkpoint=latest"),
+                    **changes, **{"evaluation.parzen": True, "evaluation.num_samples": 500})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "Parzen" in result.stdout and "Traceback" not in result.stderr
+    assert "read only" not in result.stderr  # orbax's warnings about read-only use
+    scored += 1
+  out = trainer.stdout.read()
+  assert trainer.wait() == 0, out[-3000:]
+  assert "Done: 200 iterations" in out
+  assert steps_of(workdir) == [199, 200]
+  final_state(workdir, 200)  # reads back against its digest

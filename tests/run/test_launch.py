@@ -155,10 +155,16 @@ def test_eval_mode_scores_the_model_selected_on_validation(smoke_run, tfds_dir, 
   assert f"| digit classes covered | {scores['classes_covered']} of 10" in result.stdout
   assert "| metric | raw G | EMA of G |" in result.stdout and np.isfinite(scores["ema_parzen_ll"])
   assert "Training the MNIST feature classifier" not in result.stdout  # the cached one
-  empty = launch(f"--config={SMOKE}", f"--workdir={tmp_path / 'none'}", "--mode=eval",
+  (tmp_path / "empty").mkdir()
+  empty = launch(f"--config={SMOKE}", f"--workdir={tmp_path / 'empty'}", "--mode=eval",
                  *data_flags(tfds_dir, classifier_dir))
   assert empty.returncode == 2 and "no checkpoint" in empty.stderr
   assert "Traceback" not in empty.stderr
+  assert os.listdir(tmp_path / "empty") == []  # eval writes nothing where nothing was trained
+  mistyped = launch(f"--config={SMOKE}", f"--workdir={tmp_path / 'none'}", "--mode=eval",
+                    *data_flags(tfds_dir, classifier_dir))
+  assert mistyped.returncode == 2 and "does not exist" in mistyped.stderr
+  assert not (tmp_path / "none").exists()
 
 
 def test_missing_data_gives_one_paragraph_naming_manual_dir(tmp_path):
