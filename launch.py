@@ -15,6 +15,8 @@ field is an error. Launching again with the same --workdir resumes from its
 newest checkpoint.
 """
 
+import errno
+import glob
 import os
 import sys
 
@@ -78,32 +80,72 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   # Imported here so that --help and flag errors come back without loading JAX or TF.
-  import projects  # pylint: disable=import-outside-toplevel
   from gan_jax.errors import UserError  # pylint: disable=import-outside-toplevel
-  from gan_jax.run import distributed, sweep, train  # pylint: disable=import-outside-toplevel
+  from gan_jax.run import preemption  # pylint: disable=import-outside-toplevel
 
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # libraries' INFO chatter would bury the progress
 
+  workdir = _WORKDIR.value or default_workdir()
   try:
-    if distributed.initialize(coordinator_address=_COORDINATOR.value,
-                              num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
-                              enabled=_DISTRIBUTED.value == "auto"):
-      print(f"Joined a multi-process run: {distributed.describe()}", flush=True)
-    workdir = _WORKDIR.value or default_workdir()
-    config = _CONFIG.value
-    experiment = projects.find(config.get("experiment") or "mnist")
-    if _MODE.value == "eval":
-      for replica in sweep.expand(config):  # one, in the workdir itself, without a sweep
-        experiment.evaluate_checkpoint(replica.config, os.path.join(workdir, replica.name),
-                                       _CHECKPOINT.value)
-    elif config.get("sweep"):
-      train.train_sweep(config, workdir, experiment)
-    else:
-      train.train_and_evaluate(config, workdir, experiment)
+    with preemption.stops_at_once():  # the training loop takes the signals over inside
+      run(workdir)
+  except preemption.Stopped as e:
+    print(f"Stopped by {e.signal_name} while no chunk of training was running (setting up, "
+          f"evaluating or finishing); every checkpoint written so far is intact. Launch the "
+          f"same command again to go on.", file=sys.stderr, flush=True)
+    sys.exit(0)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(2)
+  except OSError as e:
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+      raise
+    print(f"error: {e.filename or 'a file of the run'} could not be written ({e.strerror}). "
+          f"Nothing half-written is taken as a checkpoint: the newest intact one in "
+          f"{os.path.join(workdir, 'checkpoints')} is kept. Free space (or pass a --workdir on "
+          f"another disk) and launch the same command again to resume from it.",
+          file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def run(workdir: str) -> None:
+  """Join a multi-process run if there is one, then train or evaluate the config."""
+  import projects  # pylint: disable=import-outside-toplevel
+  from gan_jax.run import distributed, sweep, train  # pylint: disable=import-outside-toplevel
+
+  if distributed.initialize(coordinator_address=_COORDINATOR.value,
+                            num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
+                            enabled=_DISTRIBUTED.value == "auto"):
+    print(f"Joined a multi-process run: {distributed.describe()}", flush=True)
+  config = load_config()
+  experiment = projects.find(config.get("experiment") or "mnist")
+  if _MODE.value == "eval":
+    for replica in sweep.expand(config):  # one, in the workdir itself, without a sweep
+      experiment.evaluate_checkpoint(replica.config, os.path.join(workdir, replica.name),
+                                     _CHECKPOINT.value)
+  elif config.get("sweep"):
+    train.train_sweep(config, workdir, experiment)
+  else:
+    train.train_and_evaluate(config, workdir, experiment)
+
+
+def load_config():
+  """The config file's config, or one paragraph naming the file and the configs there are."""
+  from gan_jax.errors import UserError  # pylint: disable=import-outside-toplevel
+  try:
+    config = _CONFIG.value
+    config.get("experiment")  # a file that did not load raises here
+    return config
+  except OSError as e:
+    path = config_flags.get_config_filename(flags.FLAGS["config"])
+    known = sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                          "experiments", "*.py")))
+    cause = e.__cause__ or e
+    why = str(cause).strip().splitlines()[-1].strip()
+    raise UserError(f"The config file {path!r} could not be loaded ({type(cause).__name__}: "
+                    f"{why}). Pass --config=FILE[:ARGUMENT] naming a config file, e.g. one of "
+                    f"{', '.join('experiments/' + os.path.basename(k) for k in known)}.") from e
 
 
 if __name__ == "__main__":

@@ -23,12 +23,14 @@ orbax writes the arrays from process 0 only and every process reads them back.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -91,6 +93,34 @@ def _remove_unfinished(directory: str) -> None:
       shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _absl_level(level: int) -> Iterator[None]:
+  """absl's (and so orbax's) log messages below ``level`` left out while the block runs."""
+  logger = logging.getLogger("absl")
+  old = logger.level
+  logger.setLevel(level)
+  try:
+    yield
+  finally:
+    logger.setLevel(old)
+
+
+def _write_error(directory: str, step: int, latest: int | None, e: Exception) -> Exception:
+  """What to raise for a failed write of ``step``: one paragraph (``UserError``) when the cause
+  is the file system (a full disk, a quota, a read-only or vanished folder), else ``e``."""
+  cause: BaseException | None = e
+  while cause is not None and not isinstance(cause, OSError):
+    cause = cause.__cause__ or cause.__context__
+  if cause is None:
+    return e
+  return UserError(
+      f"The checkpoint at step {step} could not be written to {directory} "
+      f"({cause.strerror or cause}). Nothing half-written is taken as a checkpoint; the newest "
+      f"intact one is {f'step {latest}' if latest is not None else 'none'}. Free space or make "
+      f"the folder writable (or pass a --workdir on another disk), then launch the same command "
+      f"again to resume from it.")
+
+
 def _manager(directory: str, keep: int, keep_every: int, read_only: bool
              ) -> ocp.CheckpointManager:
   if read_only:  # orbax warns about each writing option and that the directory is read-only
@@ -99,14 +129,9 @@ def _manager(directory: str, keep: int, keep_every: int, read_only: bool
   else:
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, keep_period=keep_every or None,
                                            create=True, enable_async_checkpointing=False)
-  absl_logger = logging.getLogger("absl")
-  level = absl_logger.level
-  absl_logger.setLevel(logging.ERROR if read_only else level)
-  try:
+  with _absl_level(logging.ERROR) if read_only else contextlib.nullcontext():
     return ocp.CheckpointManager(directory, options=options,
                                  item_handlers=ocp.StandardCheckpointHandler())
-  finally:
-    absl_logger.setLevel(level)
 
 
 class Checkpointer:
@@ -151,8 +176,14 @@ class Checkpointer:
     step = int(host.step)
     if step not in self._manager.all_steps():
       custom = {**(metadata or {}), "sha256": tree_digest(host), "layout": LAYOUT_VERSION}
-      self._manager.save(step, args=ocp.args.StandardSave(host), custom_metadata=custom)
-      self._manager.wait_until_finished()
+      try:
+        with _absl_level(logging.CRITICAL):  # a failed write is reported once, below
+          self._manager.save(step, args=ocp.args.StandardSave(host), custom_metadata=custom)
+          self._manager.wait_until_finished()
+      except Exception as e:  # pylint: disable=broad-except
+        _remove_unfinished(self.directory)
+        self._manager.reload()
+        raise _write_error(self.directory, step, self.latest_step(), e) from e
     return step
 
   def adopt(self, source: Checkpointer, step: int) -> None:
@@ -286,29 +317,48 @@ class Checkpointer:
         f"to start a new run, or continue this one with gan_jax 0.1.0. "
         f"'--mode=eval' still scores their generator (its raw parameters).")
 
-  def saved_config(self) -> dict[str, Any] | None:
-    """The config that the newest checkpoint was made with, if it can be read.
-
-    From that checkpoint's metadata, else from ``<workdir>/config.json`` (which
-    every training run writes); None for a workdir without checkpoints.
-    """
-    step = self.latest_step()
-    if step is None:
-      return None
-    try:
-      text = self.metadata(step).get("config")
-      if text:
-        return json.loads(text)
-    except Exception:  # pylint: disable=broad-except  # unreadable: see config.json
-      pass
-    try:
-      with open(os.path.join(self.workdir, "config.json")) as f:
-        return json.load(f)
-    except (OSError, ValueError):
-      return None
-
   def close(self) -> None:
     self._manager.close()
+
+
+def saved_config(ckpt: Checkpointer) -> dict[str, Any] | None:
+  """The config that the newest checkpoint was made with, if it can be read.
+
+  From that checkpoint's metadata, else from ``<workdir>/config.json`` (which
+  every training run writes); None for a workdir without checkpoints.
+  """
+  step = ckpt.latest_step()
+  if step is None:
+    return None
+  try:
+    text = ckpt.metadata(step).get("config")
+    if text:
+      return json.loads(text)
+  except Exception:  # pylint: disable=broad-except  # unreadable: see config.json
+    pass
+  try:
+    with open(os.path.join(ckpt.workdir, "config.json")) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+@contextlib.contextmanager
+def private_copy(ckpt: Checkpointer, step: int) -> Iterator[Checkpointer]:
+  """A read-only Checkpointer over a private copy of ``ckpt``'s checkpoint of ``step``, for
+  reading a workdir that a run is training in: its retention may remove the original at
+  any moment. ``OSError`` when the original went before it was copied whole."""
+  tmp = tempfile.mkdtemp(prefix="gan_jax_checkpoint_")
+  try:
+    shutil.copytree(os.path.join(ckpt.directory, str(step)),
+                    os.path.join(tmp, "checkpoints", str(step)))
+    copy = Checkpointer(tmp, read_only=True)
+    try:
+      yield copy
+    finally:
+      copy.close()
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def generator_params(ckpt: Checkpointer, step: int | None = None) -> Any:

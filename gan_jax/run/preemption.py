@@ -1,5 +1,9 @@
 """Graceful stops: SIGTERM or SIGINT ends a run at the next chunk boundary.
 
+Outside the training loop (reading and preparing data, the feature classifier, a
+warm-up, ``--mode=eval``) there is nothing to finish: ``stops_at_once`` makes the
+signal raise ``Stopped`` where the program is, and the launcher says so in one line.
+
 The first signal only sets a flag, which the training loop reads once per
 compiled chunk: it finishes that chunk, writes a checkpoint and returns (exit
 status 0). The same signal handlers are then reset to the system default, so
@@ -67,3 +71,32 @@ class StopRequest:
 
 
 STOP = StopRequest()
+
+
+class Stopped(Exception):
+  """SIGTERM or SIGINT outside the training loop."""
+
+  def __init__(self, signal_name: str):
+    super().__init__(signal_name)
+    self.signal_name = signal_name
+
+
+def _raise_stopped(signum, frame):  # pylint: disable=unused-argument
+  raise Stopped(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def stops_at_once():
+  """SIGTERM/SIGINT raise ``Stopped`` in the main thread while this is installed; inside it,
+  ``STOP.installed`` (the training loop) takes the signals over and gives them back."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  previous = {s: signal.getsignal(s) for s in SIGNALS}
+  for s in SIGNALS:
+    signal.signal(s, _raise_stopped)
+  try:
+    yield
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)

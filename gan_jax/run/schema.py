@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from collections.abc import Callable
 from typing import Any
 
 from gan_jax import kernels, losses, optim, players, state
 from gan_jax.errors import UserError
 from gan_jax.loop import batch_split_error
+from gan_jax.run import checkpoint
 
 _NO_DEFAULT = object()
 
@@ -132,11 +134,15 @@ RESUMABLE_CHANGES = ("num_train_steps", "log_every", "eval_every", "checkpoint_e
 NOTICED_CHANGES = ("optimizer.", "g_optimizer.")
 
 
+def _is_finite_number(value: Any) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _type_ok(kind: str, value: Any) -> bool:
   if kind == "int":
     return isinstance(value, int) and not isinstance(value, bool)
   if kind == "float":
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return _is_finite_number(value)
   if kind == "str":
     return isinstance(value, str)
   if kind == "bool":
@@ -146,16 +152,17 @@ def _type_ok(kind: str, value: Any) -> bool:
             all(isinstance(v, dict) and all(isinstance(k, str) for k in v) for v in value))
   if kind == "floats":
     return (isinstance(value, (tuple, list)) and len(value) > 0 and
-            all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+            all(map(_is_finite_number, value)))
   if kind == "ints":
     return (isinstance(value, (tuple, list)) and len(value) > 0 and
             all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value))
   raise ValueError(kind)
 
 
-_KIND_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "True or False",
+_KIND_WORDS = {"int": "an integer", "float": "a finite number", "str": "a string",
+               "bool": "True or False",
                "ints": "a non-empty tuple of positive integers, e.g. (1200, 1200)",
-               "floats": "a non-empty tuple of numbers, e.g. (-6.0, 8.0)",
+               "floats": "a non-empty tuple of finite numbers, e.g. (-6.0, 8.0)",
                "replicas": "a tuple of dicts, one per run, of dotted field names and values, "
                            "e.g. ({'seed': 0}, {'seed': 1})"}
 
@@ -293,7 +300,7 @@ def check_resumable(ckpt: Any, config: Any, *, fields: dict[str, Any],
   """
   if check_layout:
     ckpt.check_layout()
-  saved = ckpt.saved_config()
+  saved = checkpoint.saved_config(ckpt)
   if saved is None:
     return
   refused, noticed = resume_differences(saved, config, fields, resumable)

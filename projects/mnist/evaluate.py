@@ -205,25 +205,23 @@ def _retrying(fn: Callable[[], Any]) -> Any:
 def _load(workdir: str, which: str, like: GANState) -> tuple[GANState | None, str]:
   """(state, description) of ``--checkpoint=which``, read without changing the workdir.
 
-  A run may be training in the workdir: a checkpoint that its retention (or a newer
-  selected model) removes while it is read is looked up again, up to 5 times.
+  A run may be training in the workdir, so the checkpoint is read from a private copy;
+  one that its retention (or a newer selected model) removes while it is being copied is
+  looked up again, up to 5 times.
   """
   for attempt in range(5):
     ckpt, step, described = _retrying(lambda: _pick_checkpoint(workdir, which))
     try:
       if step is None:
         return None, described
-      layout = ckpt.layout(step)
-      if layout not in (None, LAYOUT_VERSION):  # an earlier layout: G's raw parameters
-        g_params = checkpoint.generator_params(ckpt, step)
-        print(f"The checkpoint at step {step} has state layout {layout}; scoring "
-              f"its generator's raw parameters.", flush=True)
-        return like.replace(step=np.asarray(step, np.int32),
-                            g=like.g.replace(params=jax.tree.map(np.asarray, g_params)),
-                            ema_params=None), described
-      return ckpt.restore(like, step), described
-    except checkpoint.DamagedCheckpoint as e:
-      if os.path.isdir(os.path.join(ckpt.directory, str(step))) or attempt == 4:
+      with checkpoint.private_copy(ckpt, step) as copy:
+        return _read(copy, step, like), described
+    except (checkpoint.DamagedCheckpoint, OSError) as e:
+      # A copy made while the run removed the original fails (OSError) or is incomplete.
+      gone = not os.path.isdir(os.path.join(ckpt.directory, str(step)))
+      if not gone or attempt == 4:
+        if isinstance(e, OSError):
+          raise
         raise UserError(f"{described.capitalize()} in {ckpt.directory} is damaged ({e}); "
                         f"pass --checkpoint=latest or another step.") from e
       print(f"The checkpoint at step {step} was removed while it was read (the run in "
@@ -231,6 +229,19 @@ def _load(workdir: str, which: str, like: GANState) -> tuple[GANState | None, st
     finally:
       ckpt.close()
   raise AssertionError("unreachable")
+
+
+def _read(ckpt: checkpoint.Checkpointer, step: int, like: GANState) -> GANState:
+  """The state at ``step``; of a checkpoint of an earlier layout, its G's raw parameters."""
+  layout = ckpt.layout(step)
+  if layout in (None, LAYOUT_VERSION):
+    return ckpt.restore(like, step)
+  g_params = checkpoint.generator_params(ckpt, step)
+  print(f"The checkpoint at step {step} has state layout {layout}; scoring its generator's "
+        f"raw parameters.", flush=True)
+  return like.replace(step=np.asarray(step, np.int32),
+                      g=like.g.replace(params=jax.tree.map(np.asarray, g_params)),
+                      ema_params=None)
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
@@ -270,12 +281,18 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   print(f"Scoring {described}.", flush=True)
   result = score_generators(evaluator, gan, state, jax.random.fold_in(root, 3))
   result["checkpoint"] = described
-  tmp = os.path.join(workdir, "eval.json.tmp")
-  with open(tmp, "w") as f:
-    json.dump(result, f, indent=2)
-  os.replace(tmp, os.path.join(workdir, "eval.json"))
   print(format_table(workdir, result), flush=True)
-  from projects.mnist import figures  # pylint: disable=import-outside-toplevel
-  written = figures.write_paper_figures(gan, state, dataset, root, workdir)
+  try:
+    tmp = os.path.join(workdir, "eval.json.tmp")
+    with open(tmp, "w") as f:
+      json.dump(result, f, indent=2)
+    os.replace(tmp, os.path.join(workdir, "eval.json"))
+    from projects.mnist import figures  # pylint: disable=import-outside-toplevel
+    written = figures.write_paper_figures(gan, state, dataset, root, workdir)
+  except OSError as e:
+    raise UserError(f"The table above could not be saved: {e.filename or workdir} could not be "
+                    f"written ({e.strerror}), so eval.json and the figures were not written. "
+                    f"Make {workdir} writable, or copy it to a writable place and run "
+                    f"--mode=eval there.") from e
   print(f"Figures: {', '.join(written)}", flush=True)
   return result

@@ -69,6 +69,8 @@ class MNIST(Experiment):
     self.dataset = data_lib.load(self.config.data)
     n = len(self.dataset.train)
     self._evaluator = None
+    if jax.process_index() == 0:  # the classifier checked (or trained) before any training
+      self.evaluator  # noqa: B018  # pylint: disable=pointless-statement
     return Data(source=ArraySource(n), dim=self.dataset.dim, array=self.dataset.train,
                 batches_per_epoch=n // self.config.batch_size)
 
@@ -123,6 +125,13 @@ class MNIST(Experiment):
         raise UserError(f"config.evaluation.{field} is {wanted!r}, which "
                         f"config.evaluation.{needs[wanted]}=False turns off; turn it on, or "
                         f"choose another metric ('auto', 'none').")
+    need = max(2, ev.get("nearest_k", 5) + 1) if ev.classifier_metrics else 1
+    if ev.get("num_samples", evaluate.NUM_SAMPLES) < need:
+      raise UserError(f"config.evaluation.num_samples is {ev.num_samples}; the classifier "
+                      f"metrics need at least {need} samples (the Fréchet distance 2, precision "
+                      f"and recall nearest_k + 1 = {ev.get('nearest_k', 5) + 1}). Raise it (the "
+                      f"authors' protocol scores 10000) or set "
+                      f"--config.evaluation.classifier_metrics=False.")
 
   def selection(self) -> Selection | None:
     ev = self.config.evaluation

@@ -314,3 +314,23 @@ def test_eval_while_a_run_checkpoints_every_step_leaves_the_run_untouched(tfds_d
   assert "Done: 200 iterations" in out
   assert steps_of(workdir) == [199, 200]
   final_state(workdir, 200)  # reads back against its digest
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_while_the_classifier_trains_stops_within_seconds(tfds_dir, tmp_path,
+                                                                        sig):
+  """Before the training loop (here: the feature classifier's first training, which the
+  run does before its first iteration) a stop signal ends the launch at once, in one line."""
+  workdir = str(tmp_path / "run")
+  trainer = start(workdir, tfds_dir, **{"evaluation.classifier_metrics": True,
+                                        "evaluation.classifier_dir": str(tmp_path / "clf")})
+  wait_for(trainer, "Training the MNIST feature classifier")
+  time.sleep(1.0)
+  trainer.send_signal(sig)
+  t0 = time.time()
+  out, _ = trainer.communicate(timeout=60)
+  assert time.time() - t0 < 10 and trainer.returncode == 0, out[-3000:]
+  assert f"Stopped by {signal.Signals(sig).name} while no chunk of training was running" in out
+  assert "Traceback" not in out
+  assert not os.path.exists(tmp_path / "clf") or not [
+      e for e in os.listdir(tmp_path / "clf") if e.startswith("mnist_classifier_")]

@@ -165,6 +165,15 @@ def test_eval_mode_scores_the_model_selected_on_validation(smoke_run, tfds_dir, 
                     *data_flags(tfds_dir, classifier_dir))
   assert mistyped.returncode == 2 and "does not exist" in mistyped.stderr
   assert not (tmp_path / "none").exists()
+  # Outputs that cannot be written (eval.json is a folder here, which even root cannot
+  # replace): the table is printed, then one paragraph says what was not saved.
+  os.remove(os.path.join(workdir, "eval.json"))
+  os.makedirs(os.path.join(workdir, "eval.json", "in_the_way"))
+  unsaved = launch(f"--config={SMOKE}", f"--workdir={workdir}", "--mode=eval",
+                   *data_flags(tfds_dir, classifier_dir))
+  assert unsaved.returncode == 2 and "Traceback" not in unsaved.stderr
+  assert "| metric | raw G | EMA of G |" in unsaved.stdout
+  assert "The table above could not be saved" in unsaved.stderr
 
 
 def test_missing_data_gives_one_paragraph_naming_manual_dir(tmp_path):
@@ -182,6 +191,15 @@ def test_misspelt_config_key_is_refused(tmp_path):
   assert result.returncode == 2
   assert 'Did you mean "learning_rate"' in result.stderr
   assert "Traceback" not in result.stderr
+
+
+def test_a_config_file_that_is_not_there_is_one_paragraph(tmp_path):
+  result = launch("--config=experiments/nope.py", f"--workdir={tmp_path / 'w'}")
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert result.stderr.startswith("error: The config file 'experiments/nope.py' could not be "
+                                  "loaded") and result.stderr.count("\n") == 1
+  assert "experiments/mnist.py" in result.stderr  # the configs there are
+  assert not (tmp_path / "w").exists()
 
 
 def test_batch_that_does_not_divide_over_devices_is_refused(tmp_path):

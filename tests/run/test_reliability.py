@@ -169,3 +169,55 @@ def test_a_torn_last_metrics_line_is_dropped_with_one_line(tmp_path, capsys):
   assert out.count("\n") == 1 and "incomplete" in out and "step 50" in out
   lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
   assert [json.loads(line) for line in lines] == rows[:2]
+
+
+def test_a_full_disk_during_a_save_is_one_paragraph_and_leaves_the_last_checkpoint(
+    state, tmp_path, monkeypatch):
+  from gan_jax.errors import UserError
+
+  ckpt = saved(str(tmp_path), state, [10])
+  real_save = ckpt._manager.save
+
+  def full_disk(step, **kw):  # orbax gets part-way into the temporary directory, then fails
+    tmp = tmp_path / "checkpoints" / f"{step}{checkpoint.TMP_MARKER}-1" / "default"
+    tmp.mkdir(parents=True)
+    (tmp / "part").write_bytes(b"\0" * 100)
+    try:
+      raise OSError(errno.ENOSPC, "No space left on device", str(tmp / "part"))
+    except OSError as e:
+      raise ValueError("orbax wraps the cause") from e
+
+  monkeypatch.setattr(ckpt._manager, "save", full_disk)
+  with pytest.raises(UserError) as e:
+    ckpt.save(at_step(state, 20))
+  message = str(e.value)
+  assert "\n" not in message and "step 20" in message and "No space left on device" in message
+  assert "the newest intact one is step 10" in message and "launch the same command" in message
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10"]  # nothing half-written left
+  monkeypatch.setattr(ckpt._manager, "save", real_save)
+  assert_trees_equal(ckpt.restore(state, 10), at_step(state, 10))
+  ckpt.save(at_step(state, 20))  # with space again, the same step is written
+  assert ckpt.all_steps() == [10, 20]
+  ckpt.close()
+
+
+def test_a_private_copy_of_a_checkpoint_removed_while_copied_raises_oserror(state, tmp_path,
+                                                                            monkeypatch):
+  ckpt = saved(str(tmp_path), state, [10])
+  with checkpoint.private_copy(ckpt, 10) as copy:  # intact: reads back verified
+    assert_trees_equal(copy.restore(state, 10), at_step(state, 10))
+  copied = []
+
+  def copy_then_rotate(src, dst, **kw):  # retention removes the original mid-copy
+    copied.append(src)
+    if len(copied) == 2:
+      shutil.rmtree(tmp_path / "checkpoints" / "10")
+    return shutil.copy2(src, dst, **kw)
+
+  real = shutil.copytree
+  monkeypatch.setattr(checkpoint, "shutil", types.SimpleNamespace(
+      copytree=lambda s, d: real(s, d, copy_function=copy_then_rotate), rmtree=shutil.rmtree))
+  with pytest.raises(OSError):
+    with checkpoint.private_copy(ckpt, 10):
+      pass
+  ckpt.close()

@@ -72,6 +72,26 @@ def test_bad_field_is_named(changes, message):
     schema.check(config_with(**changes), 1, MNIST.schema())
 
 
+@pytest.mark.parametrize("changes,message", [
+    (dict(optimizer__learning_rate=float("inf")), r"learning_rate is inf.*a finite number"),
+    (dict(optimizer__learning_rate=float("nan")), r"learning_rate is nan.*a finite number"),
+    (dict(gan__real_label=float("nan")), r"config\.gan\.real_label is nan"),
+    (dict(optimizer__decay_factor=float("inf")), r"decay_factor is inf"),
+    (dict(evaluation__num_samples=3), r"num_samples is 3; the classifier metrics need at least "
+                                      r"6 samples"),
+])
+def test_non_finite_values_and_too_few_samples_are_refused_before_training(changes, message):
+  config = config_with(evaluation__classifier_metrics=True, **changes)
+  with pytest.raises(UserError, match=message) as e:
+    MNIST.check(config, 1)
+  assert "\n" not in str(e.value)
+
+
+def test_as_few_samples_as_the_metrics_need_pass():
+  MNIST.check(config_with(evaluation__classifier_metrics=True, evaluation__num_samples=6), 1)
+  MNIST.check(config_with(evaluation__classifier_metrics=False, evaluation__num_samples=1), 1)
+
+
 def test_the_ring_refuses_grad_norms_off_it_measures_them():
   from projects.ring_2d import experiment as ring  # pylint: disable=import-outside-toplevel
   config = load_config("experiments/ring_2d.py")

@@ -192,6 +192,27 @@ def _entry_dir(cache_dir: str, fp: str) -> str:
   return os.path.join(cache_dir, f"mnist_classifier_{fp}")
 
 
+def _load_verified(module: MNISTClassifier, entry: str, dataset) -> Classifier:
+  """A cache entry, checked before any use: its parameters' bytes against the SHA-256 that
+  info.json records (entries without one: the test accuracy, recomputed, against the
+  recorded one). ``ValueError`` when it differs, ``OSError`` when it cannot be read."""
+  with open(os.path.join(entry, "info.json")) as f:
+    info = json.load(f)
+  with open(os.path.join(entry, "params.msgpack"), "rb") as f:
+    raw = f.read()
+  digest = info.get("params_sha256")
+  if digest is not None and hashlib.sha256(raw).hexdigest() != digest:
+    raise ValueError("its parameters do not match the SHA-256 recorded when it was cached")
+  like = module.init(jax.random.key(0), jnp.zeros((1, 784)))["params"]
+  params = flax.serialization.from_bytes(like, raw)
+  if digest is None:
+    acc = accuracy(module, params, dataset.test / 255.0, dataset.test_labels)
+    if not abs(acc - float(info["test_accuracy"])) < 1e-6:
+      raise ValueError(f"its test accuracy is {acc:.4f}, not the {info['test_accuracy']:.4f} "
+                       f"recorded when it was cached")
+  return Classifier(module, params, info)
+
+
 def load_or_train(dataset, *, cache_dir: str = "", settings: TrainSettings = TrainSettings(),
                   min_accuracy: float = MIN_TEST_ACCURACY, verbose: bool = True) -> Classifier:
   """The cached classifier for ``dataset`` (a ``projects.mnist.data.Dataset``), training it if
@@ -209,17 +230,18 @@ def load_or_train(dataset, *, cache_dir: str = "", settings: TrainSettings = Tra
   module = settings.model()
   if os.path.isdir(entry):
     try:
-      with open(os.path.join(entry, "info.json")) as f:
-        info = json.load(f)
-      like = module.init(jax.random.key(0), jnp.zeros((1, 784)))["params"]
-      with open(os.path.join(entry, "params.msgpack"), "rb") as f:
-        params = flax.serialization.from_bytes(like, f.read())
-      return Classifier(module, params, info)
+      return _load_verified(module, entry, dataset)
     except (OSError, ValueError, KeyError) as e:
-      raise UserError(
-          f"The cached MNIST classifier in {entry} cannot be read ({type(e).__name__}: {e}). "
-          f"Delete that folder and run again: the classifier is retrained (a few minutes on a "
-          f"CPU) and cached anew.") from e
+      aside = f"{entry}.damaged-{int(time.time())}"
+      try:
+        os.rename(entry, aside)
+      except OSError as moved:
+        raise UserError(
+            f"The cached MNIST classifier in {entry} is damaged ({e}) and could not be moved "
+            f"aside ({moved.strerror}). Delete that folder and run again: the classifier is "
+            f"retrained and cached anew.") from e
+      print(f"warning: the cached MNIST classifier in {entry} is damaged ({e}); it was moved "
+            f"to {aside} and is trained again.", flush=True)
 
   if verbose:
     print(f"Training the MNIST feature classifier once (cached in {entry}) ...", flush=True)
@@ -238,11 +260,13 @@ def load_or_train(dataset, *, cache_dir: str = "", settings: TrainSettings = Tra
         f"{min_accuracy} is required for trustworthy feature metrics); its settings were "
         f"{settings}. Train it longer (more epochs) or turn the feature metrics off with "
         f"--config.evaluation.classifier_metrics=False.")
+  raw = flax.serialization.to_bytes(params)
+  info["params_sha256"] = hashlib.sha256(raw).hexdigest()
   try:
     os.makedirs(cache_dir, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tmp_classifier_", dir=cache_dir)
     with open(os.path.join(tmp, "params.msgpack"), "wb") as f:
-      f.write(flax.serialization.to_bytes(params))
+      f.write(raw)
     with open(os.path.join(tmp, "info.json"), "w") as f:
       json.dump(info, f, indent=2)
     try:

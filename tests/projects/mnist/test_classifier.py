@@ -3,6 +3,7 @@ sanity figures on real images."""
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -66,14 +67,53 @@ def test_a_weak_classifier_is_refused_and_not_cached(mnist, tmp_path):
   assert os.listdir(tmp_path) == []
 
 
-def test_a_damaged_cache_entry_is_reported(mnist, mnist_classifier, tmp_path):
+@pytest.mark.parametrize("damage", ["flipped", "truncated", "garbage", "legacy_overwritten"])
+def test_a_damaged_cache_entry_is_moved_aside_and_trained_again(mnist, mnist_classifier,
+                                                               tmp_path, monkeypatch, capsys,
+                                                               damage):
   clf, cache = mnist_classifier
   (entry,) = [e for e in os.listdir(cache) if e.startswith("mnist_classifier_")]
-  os.makedirs(tmp_path / entry)
-  (tmp_path / entry / "info.json").write_text(json.dumps(clf.info))
-  (tmp_path / entry / "params.msgpack").write_bytes(b"\x00 not msgpack")
-  with pytest.raises(UserError, match="Delete that folder"):
-    classifier.load_or_train(mnist, cache_dir=str(tmp_path), verbose=False)
+  shutil.copytree(os.path.join(cache, entry), tmp_path / entry)
+  params = tmp_path / entry / "params.msgpack"
+  raw = bytearray(params.read_bytes())
+  if damage == "truncated":
+    raw = raw[:len(raw) // 2]
+  elif damage == "garbage":
+    raw = bytearray(b"\x00 not msgpack")
+  elif damage == "flipped":  # one bit of a weight near the end of the file: the digest sees it
+    raw[-100] ^= 0x40
+  else:  # bytes of weights overwritten: what the classifier computes changes
+    raw[-400:-300] = b"\x7f" * 100
+  params.write_bytes(bytes(raw))
+  if damage == "legacy_overwritten":  # an entry cached before digests were recorded
+    info = json.loads((tmp_path / entry / "info.json").read_text())
+    del info["params_sha256"]
+    (tmp_path / entry / "info.json").write_text(json.dumps(info))
+  monkeypatch.setattr(classifier, "train", lambda *a, **k: clf.params)  # a quick "retrain"
+  again = classifier.load_or_train(mnist, cache_dir=str(tmp_path), verbose=False)
+  assert_trees_equal(again.params, clf.params)
+  out = capsys.readouterr().out
+  assert f"the cached MNIST classifier in {tmp_path / entry} is damaged" in out
+  assert len([e for e in os.listdir(tmp_path) if ".damaged-" in e]) == 1
+  reloaded = classifier.load_or_train(mnist, cache_dir=str(tmp_path), verbose=False)
+  assert_trees_equal(reloaded.params, clf.params)  # the new entry verifies
+
+
+def test_an_intact_entry_without_a_digest_loads(mnist, mnist_classifier, tmp_path,
+                                                monkeypatch):
+  clf, cache = mnist_classifier
+  (entry,) = [e for e in os.listdir(cache) if e.startswith("mnist_classifier_")]
+  shutil.copytree(os.path.join(cache, entry), tmp_path / entry)
+  info = json.loads((tmp_path / entry / "info.json").read_text())
+  del info["params_sha256"]
+  (tmp_path / entry / "info.json").write_text(json.dumps(info))
+
+  def no_training(*args, **kwargs):
+    raise AssertionError("the intact entry should have been loaded")
+
+  monkeypatch.setattr(classifier, "train", no_training)
+  assert_trees_equal(classifier.load_or_train(mnist, cache_dir=str(tmp_path),
+                                              verbose=False).params, clf.params)
 
 
 @pytest.fixture(scope="module")
