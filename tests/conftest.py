@@ -49,9 +49,48 @@ def assert_trees_equal(a, b):
 
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent  # the repository
-MNIST_DIR = os.path.join(os.path.dirname(ROOT), "shared", "data", "mnist")
-needs_mnist = pytest.mark.skipif(not os.path.isdir(MNIST_DIR),
-                                 reason=f"the MNIST files are expected in {MNIST_DIR}")
+MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"  # where TFDS fetches them
+
+
+def find_mnist() -> str | None:
+  """A folder with the four original MNIST files: $GAN_JAX_MNIST_DIR, else ../shared/data/mnist
+  beside the repository, else a copy downloaded (when the network allows) into the user's
+  cache. TFDS verifies the files' checksums when it prepares the data set from them."""
+  for folder in (os.environ.get("GAN_JAX_MNIST_DIR"),
+                 os.path.join(os.path.dirname(ROOT), "shared", "data", "mnist")):
+    if folder and all(os.path.isfile(os.path.join(folder, f)) for f in MNIST_FILES):
+      return folder
+  cache = os.path.join(os.path.expanduser("~"), ".cache", "gan_jax", "mnist_files")
+  import urllib.request  # pylint: disable=import-outside-toplevel
+  try:
+    os.makedirs(cache, exist_ok=True)
+    for name in MNIST_FILES:
+      path = os.path.join(cache, name)
+      if not os.path.isfile(path):
+        with urllib.request.urlopen(MNIST_URL + name, timeout=10) as r:
+          body = r.read()
+        with open(path + ".part", "wb") as f:
+          f.write(body)
+        os.replace(path + ".part", path)
+  except OSError:
+    return None
+  return cache
+
+
+MNIST_DIR = find_mnist()
+NO_MNIST = ("the MNIST files were not found: set GAN_JAX_MNIST_DIR to a folder holding "
+            f"{', '.join(MNIST_FILES)}, put them in ../shared/data/mnist, or allow the "
+            f"download from {MNIST_URL}")
+needs_mnist = pytest.mark.skipif(MNIST_DIR is None, reason=NO_MNIST)
+
+
+def pytest_terminal_summary(terminalreporter):
+  """One line saying how many tests did not run for want of the MNIST files."""
+  skipped = [r for r in terminalreporter.stats.get("skipped", []) if NO_MNIST in str(r.longrepr)]
+  if skipped:
+    terminalreporter.write_line(f"{len(skipped)} tests skipped: {NO_MNIST}.", yellow=True)
 
 
 def _shared_dir(tmp_path_factory, request, name: str) -> str:
@@ -71,8 +110,8 @@ def tfds_dir(tmp_path_factory, request):
 
 @pytest.fixture(scope="session")
 def mnist(tfds_dir):
-  if not os.path.isdir(MNIST_DIR):
-    pytest.skip(f"the MNIST files are expected in {MNIST_DIR}")
+  if MNIST_DIR is None:
+    pytest.skip(NO_MNIST)
   import filelock  # pylint: disable=import-outside-toplevel
 
   from projects.mnist import data  # pylint: disable=import-outside-toplevel
