@@ -173,6 +173,13 @@ class GAN:
     return losses.resolve(self.d_loss, "d")
 
   @property
+  def d_outputs_logits(self) -> bool:
+    """Whether D's output is the logit of a probability, i.e. every D loss choice is the
+    paper's BCE: then the steps report D(x), D(G(z)) and V(D, G); a critic's (hinge,
+    Wasserstein, least squares, your own) mean outputs are reported as they are."""
+    return all(fn is losses.discriminator_loss for fn in self.d_loss_fns)
+
+  @property
   def has_ema(self) -> bool:
     """Whether the state keeps an EMA of G's parameters."""
     return self.ema_decay > 0.0

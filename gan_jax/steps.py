@@ -136,7 +136,12 @@ def _d_fn(gan: GAN, d: PlayerState, params: Any,
   return lambda x: apply_player(gan.discriminator, d, x, train=True, rng=rng, params=params)[0]
 
 
-def _d_metrics(real_out, fake_out, d_loss) -> Metrics:
+def _d_metrics(gan: GAN, real_out, fake_out, d_loss) -> Metrics:
+  """D's loss, and its outputs for what they are: with the BCE loss D(x) and D(G(z)) as
+  probabilities and the minibatch V(D, G) (eq. 1); for a critic its mean raw outputs."""
+  if not gan.d_outputs_logits:
+    return {"d_loss": d_loss, "critic_real": jnp.mean(real_out),
+            "critic_fake": jnp.mean(fake_out)}
   return {"d_loss": d_loss, "value": losses.value_function(real_out, fake_out),
           "d_real": jnp.mean(jax.nn.sigmoid(real_out)),
           "d_fake": jnp.mean(jax.nn.sigmoid(fake_out))}
@@ -197,7 +202,7 @@ def d_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Array, *,
       loss_fn, has_aux=True)(d.params)
   grads = k.join_updates(gan.discriminator, _pmean(grads, axis_name))
   new_d = _update(gan.d_optimizer, grads, d, _pmean_floats(cols, axis_name))
-  metrics = _d_metrics(real_out, fake_out, d_loss)
+  metrics = _d_metrics(gan, real_out, fake_out, d_loss)
   if gan.grad_norms:
     metrics["d_grad_norm"] = k.global_norm(grads)
   if gan.d_regularizer is not None:
@@ -263,7 +268,7 @@ def _simultaneous_grads(gan: GAN, state: GANState, real_batch: Batch, rng: jax.A
   g_loss, g_ct = jax.value_and_grad(lambda f: _g_loss(gan, state, f))(fake_out)
   (d_grads_real,) = real_vjp(real_ct)
   d_grads = jax.tree.map(jnp.add, d_grads_real, fake_vjp(fake_ct)[0])
-  metrics = {**_d_metrics(real_out, fake_out, d_loss), "g_loss": g_loss}
+  metrics = {**_d_metrics(gan, real_out, fake_out, d_loss), "g_loss": g_loss}
   if gan.d_regularizer is not None:
     reg_key = jax.random.fold_in(drop_key, 2)
     reg, reg_grads = jax.value_and_grad(lambda p: gan.d_regularizer(

@@ -39,17 +39,23 @@ def plot_curves(rows: Sequence[dict], path: str) -> None:
 
   steps = [r["step"] for r in rows]
   fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+  logits = "d_real" in rows[0]  # the BCE game; else a critic's raw outputs
   for key, label in [("d_loss", "D loss"), ("g_loss", "G loss"), ("value", "V(D, G)")]:
-    ax1.plot(steps, [r[key] for r in rows], label=label)
-  ax1.axhline(-np.log(4), color="grey", ls=":", lw=1, label="-log 4 (optimum)")
+    if key in rows[0]:
+      ax1.plot(steps, [r[key] for r in rows], label=label)
+  if logits:
+    ax1.axhline(-np.log(4), color="grey", ls=":", lw=1, label="-log 4 (optimum)")
   ax1.set_xlabel("iteration")
   ax1.set_ylabel("nats")
   ax1.legend()
   ax1.set_title("losses")
-  ax2.plot(steps, [r["d_real"] for r in rows], label="D(x), data")
-  ax2.plot(steps, [r["d_fake"] for r in rows], label="D(G(z)), samples")
-  ax2.axhline(0.5, color="grey", ls=":", lw=1, label="1/2 (p_g = p_data)")
-  ax2.set_ylim(0, 1)
+  real, fake, name = ("d_real", "d_fake", "D") if logits else ("critic_real", "critic_fake",
+                                                                "critic")
+  ax2.plot(steps, [r[real] for r in rows], label=f"{name}(x), data")
+  ax2.plot(steps, [r[fake] for r in rows], label=f"{name}(G(z)), samples")
+  if logits:
+    ax2.axhline(0.5, color="grey", ls=":", lw=1, label="1/2 (p_g = p_data)")
+    ax2.set_ylim(0, 1)
   ax2.set_xlabel("iteration")
   ax2.legend()
   ax2.set_title("discriminator outputs")

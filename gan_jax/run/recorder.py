@@ -104,5 +104,10 @@ def progress_line(label: str, row: dict[str, Any], total: int, rate: float) -> s
   epoch = f"  epoch {row['epoch']:.1f}" if "epoch" in row else ""
   return (f"{label}step {row['step']}/{total}{epoch}  {rate:.1f} it/s  "
           f"ETA {duration((total - row['step']) / max(rate, 1e-9))}  |  D loss "
-          f"{row['d_loss']:.4f}  G loss {row['g_loss']:.4f}  D(x) {row['d_real']:.3f}  "
-          f"D(G(z)) {row['d_fake']:.3f}")
+          f"{row['d_loss']:.4f}  G loss {row['g_loss']:.4f}  {_d_outputs(row)}")
+
+
+def _d_outputs(row: dict[str, Any]) -> str:
+  if "d_real" in row:
+    return f"D(x) {row['d_real']:.3f}  D(G(z)) {row['d_fake']:.3f}"
+  return f"critic(x) {row['critic_real']:.3f}  critic(G(z)) {row['critic_fake']:.3f}"

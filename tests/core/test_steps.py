@@ -251,3 +251,27 @@ def test_bf16_players_need_no_join_to_update_in_place(update_rule, monkeypatch):
   assert joins
   assert_trees_equal(unjoined[1], joined[1])
   assert_trees_close(unjoined[2], joined[2], rtol=1e-6)
+
+
+@pytest.mark.parametrize("d_loss", ["hinge", "wasserstein", "least_squares",
+                                    ("non_saturating", "hinge"), "own"])
+def test_a_critic_s_metrics_are_its_mean_outputs_not_probabilities(d_loss):
+  """D(x), D(G(z)) and V(D, G) mean something only when D's output is the BCE game's logit;
+  for a critic the steps report its mean raw outputs on data and on samples instead."""
+  if d_loss == "own":
+    def d_loss(real_out, fake_out, *, real_label):  # a user's own loss: a critic's
+      return jnp.mean(jax.nn.softplus(-real_out)) + jnp.mean(fake_out ** 2)
+  gan = tiny_gan(d_loss=d_loss, g_loss="non_saturating", update_rule="simultaneous")
+  assert not gan.d_outputs_logits
+  state = gan_jax.init_state(gan, jax.random.key(0), batch())
+  z = noise()
+  _, m = gan_jax.simultaneous_step(gan, state, batch(), jax.random.key(1), noise=z)
+  assert set(m) == {"d_loss", "g_loss", "critic_real", "critic_fake", "d_grad_norm",
+                    "g_grad_norm"}
+  d = lambda x: gan.discriminator.apply({"params": state.d_params}, x, train=False)
+  fake = gan.generator.apply({"params": state.g_params}, z)
+  # Without dropout (tiny_gan's keep is 1) the training-mode outputs are these.
+  np.testing.assert_allclose(m["critic_real"], jnp.mean(d(batch())), rtol=1e-5)
+  np.testing.assert_allclose(m["critic_fake"], jnp.mean(d(fake)), rtol=1e-5)
+  assert tiny_gan(d_loss="bce").d_outputs_logits
+  assert tiny_gan(d_loss=("bce", "minimax")).d_outputs_logits
