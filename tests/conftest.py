@@ -33,6 +33,18 @@ def tiny_gan(*, keep: float = 1.0, update_rule: str = "alternating", k: int = 1,
       latent_dim=LATENT, update_rule=update_rule, k=k, g_loss=g_loss, **kw)
 
 
+def tiny_state() -> gan_jax.GANState:
+  """``tiny_gan``'s initial state as host arrays (for checkpoint tests)."""
+  return jax.device_get(gan_jax.init_state(tiny_gan(), jax.random.key(0),
+                                           np.zeros((1, FEATURES), np.uint8)))
+
+
+def at_step(state, step):
+  """``state`` at ``step``, with G's parameters moved by ``step`` so that steps differ."""
+  return state.replace(step=np.asarray(step, np.asarray(state.step).dtype),
+                       g=state.g.replace(params=jax.tree.map(lambda p: p + step, state.g_params)))
+
+
 @pytest.fixture
 def data():
   return np.random.RandomState(0).randint(0, 256, (240, FEATURES)).astype(np.uint8)

@@ -7,26 +7,17 @@ import os
 import shutil
 import types
 
-import jax
 import ml_collections
-import numpy as np
 import pytest
-from conftest import FEATURES, assert_trees_equal, tiny_gan
+from conftest import assert_trees_equal, at_step, tiny_state
 
 from gan_jax.run import checkpoint, group
 from gan_jax.run.recorder import Recorder
-from gan_jax.state import init_state
 
 
 @pytest.fixture
 def state():
-  return jax.device_get(init_state(tiny_gan(), jax.random.key(0),
-                                   np.zeros((1, FEATURES), np.uint8)))
-
-
-def at_step(state, step):
-  return state.replace(step=np.asarray(step, np.asarray(state.step).dtype),
-                       g=state.g.replace(params=jax.tree.map(lambda p: p + step, state.g_params)))
+  return tiny_state()
 
 
 def saved(workdir, state, steps, **kw):
