@@ -24,7 +24,6 @@ def _import_tensorboardx():
   return tensorboardX
 
 
-
 class Recorder:
   """One run's ``metrics.jsonl`` (one JSON row per log interval) and TensorBoard events.
 
