@@ -19,11 +19,23 @@ from gan_jax.players import (
                             marginal_output_bias,
 )
 from gan_jax.state import GAN, GANState, PlayerState, init_state, sample_latent, set_hparams
-from gan_jax.steps import apply_player, d_step, g_step, generate, simultaneous_step, train_step
+from gan_jax.steps import (
+                           apply_player,
+                           d_outputs,
+                           d_step,
+                           ema_update,
+                           estimate_collections,
+                           g_step,
+                           generate,
+                           simultaneous_step,
+                           train_step,
+                           update_player,
+)
 
 __all__ = [
     "GAN", "GANState", "PlayerState", "init_state", "sample_latent", "set_hparams",
     "d_step", "g_step", "simultaneous_step", "train_step", "generate", "apply_player",
+    "d_outputs", "update_player", "ema_update", "estimate_collections",
     "TrainLoop", "ArraySource", "SamplerSource", "iteration_inputs", "run_chunk",
     "kernels", "losses", "D_LOSSES", "G_LOSSES", "R1", "GradientPenalty",
     "discriminator_loss", "generator_loss", "value_function",

@@ -91,6 +91,9 @@ class Source(Protocol):
 def _to_float(x: jax.Array) -> jax.Array:
   if x.dtype == jnp.uint8:  # images stored as bytes; pixels in [0, 1]
     return x.astype(jnp.float32) * (1.0 / 255.0)
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise ValueError(f"The training data has dtype {x.dtype}; give uint8 images (read as "
+                     f"pixels in [0, 1]) or floating-point data scaled as G's outputs are.")
   return x.astype(jnp.float32)
 
 

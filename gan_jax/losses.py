@@ -12,7 +12,10 @@ Signatures (built-in losses and any callable a ``GAN`` is given):
   ``real_label`` is a float32 scalar, D's target for real data (1 unless
   one-sided label smoothing). Losses without a target (hinge, Wasserstein)
   ignore it.
-- G loss: ``g_loss(fake_out [m]) -> scalar``.
+- G loss: ``g_loss(fake_out [m]) -> scalar``, or ``g_loss(fake_out [m], *, real_out [m])
+  -> scalar`` for a loss that also reads D's outputs on data (relativistic and
+  feature-matching losses): a keyword-only ``real_out`` in the signature is enough, the
+  steps then pass D's outputs on a real minibatch (constants for G's gradient).
 - D regulariser: ``reg(d_fn, real [m, ...], fake [m, ...], rng) -> scalar``,
   where ``d_fn(x) -> out [m]`` is D in training mode with the parameters being
   differentiated (its variable-collection updates are discarded).
@@ -32,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 DLoss = Callable[..., jax.Array]
-GLoss = Callable[[jax.Array], jax.Array]
+GLoss = Callable[..., jax.Array]
 Regularizer = Callable[[Callable[[jax.Array], jax.Array], jax.Array, jax.Array, jax.Array],
                        jax.Array]
 
@@ -103,24 +106,67 @@ def g_critic(fake_out: jax.Array) -> jax.Array:
   return -jnp.mean(fake_out)
 
 
+def _relativistic(a: jax.Array, b: jax.Array) -> jax.Array:
+  """BCE that outputs ``a`` are more real than the mean of ``b`` and ``b`` less real than
+  the mean of ``a``: 0.5 (BCE(1, sig(a - mean b)) + BCE(0, sig(b - mean a)))."""
+  return 0.5 * (jnp.mean(binary_cross_entropy(a - jnp.mean(b), 1.0)) +
+                jnp.mean(binary_cross_entropy(b - jnp.mean(a), 0.0)))
+
+
+def d_relativistic(real_out: jax.Array, fake_out: jax.Array, *,
+                   real_label: float | jax.Array = 1.0) -> jax.Array:
+  """Relativistic average D loss (Jolicoeur-Martineau 2018, RaSGAN): data should look more
+  real than the average sample and samples less real than the average data point
+  (``real_label`` unused)."""
+  del real_label
+  return _relativistic(real_out, fake_out)
+
+
+def g_relativistic(fake_out: jax.Array, *, real_out: jax.Array) -> jax.Array:
+  """Relativistic average G loss: D's relativistic loss with the roles of data and samples
+  swapped. Reads D's outputs on data, so the steps pass ``real_out``."""
+  return _relativistic(fake_out, real_out)
+
+
 D_LOSSES: dict[str, DLoss] = {
     "bce": discriminator_loss, "non_saturating": discriminator_loss,
     "minimax": discriminator_loss, "hinge": d_hinge, "least_squares": d_least_squares,
-    "wasserstein": d_wasserstein,
+    "wasserstein": d_wasserstein, "relativistic": d_relativistic,
 }
 G_LOSSES: dict[str, GLoss] = {
     "non_saturating": g_non_saturating, "minimax": g_minimax, "hinge": g_critic,
-    "least_squares": g_least_squares, "wasserstein": g_critic,
+    "least_squares": g_least_squares, "wasserstein": g_critic, "relativistic": g_relativistic,
 }
 G_LOSS_KINDS = tuple(G_LOSSES)
 D_LOSS_KINDS = tuple(D_LOSSES)
 
 
-def generator_loss(fake_logits: jax.Array, *, kind: str = "non_saturating") -> jax.Array:
-  """G's loss on D's outputs for G(z), by name (see ``G_LOSSES``)."""
+def generator_loss(fake_logits: jax.Array, *, kind: str = "non_saturating",
+                   real_out: jax.Array | None = None) -> jax.Array:
+  """G's loss on D's outputs for G(z), by name (see ``G_LOSSES``); ``real_out``: D's
+  outputs on data, for the losses that read them."""
   if kind not in G_LOSSES:
     raise ValueError(f"Unknown generator loss kind {kind!r}; use one of {G_LOSS_KINDS}.")
-  return G_LOSSES[kind](fake_logits)
+  return call_g_loss(G_LOSSES[kind], fake_logits, real_out)
+
+
+def takes_real(g_loss: Callable) -> bool:
+  """Whether a G loss reads D's outputs on data: its signature has a ``real_out`` parameter."""
+  try:
+    return "real_out" in inspect.signature(g_loss).parameters
+  except (TypeError, ValueError):
+    return False
+
+
+def call_g_loss(g_loss: Callable, fake_out: jax.Array, real_out: jax.Array | None) -> jax.Array:
+  """``g_loss(fake_out)``, or ``g_loss(fake_out, real_out=real_out)`` for a loss that takes
+  it (which then needs ``real_out``)."""
+  if not takes_real(g_loss):
+    return g_loss(fake_out)
+  if real_out is None:
+    raise ValueError(f"The G loss {g_loss!r} reads D's outputs on data (real_out), but none "
+                     f"were given; pass real_out (g_step: real_batch=...).")
+  return g_loss(fake_out, real_out=real_out)
 
 
 # --- Regularisers of D --------------------------------------------------------
@@ -203,10 +249,11 @@ def resolve(spec: LossSpec, which: str) -> tuple[Callable, ...]:
         raise ValueError(f"{field} names {item!r}; use one of {tuple(table)} or a callable.")
       fns.append(table[item])
     elif callable(item):
-      ok = (_accepts(item, 2, "real_label") if which == "d" else _accepts(item, 1, None))
+      ok = (_accepts(item, 2, "real_label") if which == "d" else
+            _accepts(item, 1, "real_out" if takes_real(item) else None))
       if not ok:
         sig = ("d_loss(real_out, fake_out, *, real_label) -> scalar" if which == "d" else
-               "g_loss(fake_out) -> scalar")
+               "g_loss(fake_out) -> scalar or g_loss(fake_out, *, real_out) -> scalar")
         raise ValueError(f"{field} is {item!r}, which cannot be called as {sig}; give it that "
                          f"signature (see gan_jax.losses).")
       fns.append(item)

@@ -140,13 +140,15 @@ class MaxoutDiscriminator(nn.Module):
 
 class ConvPlayer(nn.Module):
   """The settings both conv players share: the image shape (H, W, C), the width (G's last
-  hidden layer and D's first have ``features`` channels), the compute dtype and the
-  kernel set."""
+  hidden layer and D's first have ``features`` channels), the compute dtype, the kernel
+  set, and the axis BatchNorm averages its batch statistics over (None: a step with an
+  ``axis_name`` sets it, so data-parallel training normalises by the whole batch)."""
 
   image_shape: Sequence[int] = (28, 28, 1)
   features: int = 64
   dtype: Dtype = jnp.float32
   kernels: str = "auto"
+  axis_name: str | None = None
 
 
 class ConvGenerator(ConvPlayer):
@@ -167,7 +169,7 @@ class ConvGenerator(ConvPlayer):
 
     def norm(name):
       return nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
-                          name=name)
+                          axis_name=self.axis_name, name=name)
 
     x = nn.Dense(h // 4 * w // 4 * 2 * self.features, dtype=self.dtype, name="project")(z)
     x = nn.relu(norm("bn_0")(x.reshape(z.shape[0], h // 4, w // 4, 2 * self.features)))

@@ -180,6 +180,11 @@ class GAN:
     return all(fn is losses.discriminator_loss for fn in self.d_loss_fns)
 
   @property
+  def g_loss_sees_real(self) -> bool:
+    """Whether a G loss choice reads D's outputs on data (``g_loss(fake_out, *, real_out)``)."""
+    return any(losses.takes_real(fn) for fn in self.g_loss_fns)
+
+  @property
   def has_ema(self) -> bool:
     """Whether the state keeps an EMA of G's parameters."""
     return self.ema_decay > 0.0
@@ -268,6 +273,44 @@ def _init(gan: GAN, feature_shape: tuple[int, ...], rng: jax.Array) -> GANState:
   )
 
 
+def check_key(rng: Any, name: str) -> None:
+  """Raise ValueError unless ``rng`` is a PRNG key (typed, or a raw uint32 [2] one)."""
+  dtype = getattr(rng, "dtype", None)
+  if dtype is not None and (jnp.issubdtype(dtype, jax.dtypes.prng_key) or
+                            (dtype == np.uint32 and np.shape(rng)[-1:] == (2,))):
+    return
+  what = f"of dtype {dtype}" if dtype is not None else f"a {type(rng).__name__}"
+  raise ValueError(f"{name} is {rng!r} ({what}), not a PRNG key; pass jax.random.key(seed), "
+                   f"e.g. jax.random.key(0).")
+
+
+def _check_example(gan: GAN, example_shape: tuple[int, ...]) -> None:
+  """Check, from shapes alone, that G's samples have the example's shape and D gives one
+  output per example."""
+  feature_shape = example_shape[1:]
+
+  def shapes():
+    key = jax.random.key(0)
+    z = jnp.zeros((2, gan.latent_dim), jnp.float32)
+    g_out = gan.generator.apply(gan.generator.init(key, z[:1], train=False), z, train=False)
+    x = jnp.zeros((2,) + feature_shape, jnp.float32)
+    d_vars = gan.discriminator.init({"params": key}, x[:1], train=False)
+    return g_out, gan.discriminator.apply(d_vars, x, train=False)
+
+  g_out, d_out = jax.eval_shape(shapes)
+  sample = "[B, " + ", ".join(str(d) for d in g_out.shape[1:]) + "]"
+  if tuple(g_out.shape[1:]) != feature_shape:
+    if feature_shape[1:] == tuple(g_out.shape[1:]):
+      raise ValueError(f"real_example has shape {example_shape}: a stack of minibatches; "
+                       f"init_state takes one minibatch shaped like G's samples, {sample} "
+                       f"(e.g. real_batches[0]).")
+    raise ValueError(f"real_example has shape {example_shape}, but G's samples are {sample}; "
+                     f"make G's output the data's shape, or reshape the data to G's.")
+  if tuple(d_out.shape) not in ((2,), (2, 1)):
+    raise ValueError(f"D's output for a batch of 2 examples has shape {tuple(d_out.shape)}; it "
+                     f"must be [B] or [B, 1], one logit (or critic value) per example.")
+
+
 def default_hparams(gan: GAN) -> dict[str, jax.Array]:
   """The spec's initial per-replica hyperparameters, as ``state.hparams`` holds them."""
   return {"real_label": jnp.asarray(gan.real_label, jnp.float32),
@@ -289,7 +332,10 @@ def init_state(gan: GAN, rng: jax.Array, real_example: jax.Array, *,
       ``players.marginal_output_bias(train_mean)``, the authors' initialisation).
     hparams: optional per-replica values replacing the spec's (see ``set_hparams``).
   """
-  state = _init(gan, tuple(int(d) for d in np.shape(real_example)[1:]), rng)
+  check_key(rng, "init_state's rng")
+  example_shape = tuple(int(d) for d in np.shape(real_example))
+  _check_example(gan, example_shape)
+  state = _init(gan, example_shape[1:], rng)
   if g_output_bias is not None:
     old = state.g.params["output"]["bias"]
     bias = jnp.asarray(g_output_bias, old.dtype)

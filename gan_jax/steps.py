@@ -20,6 +20,7 @@ evaluation apply G in inference mode.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +30,7 @@ import optax
 from jax import lax
 
 from gan_jax import kernels as kernels_lib, losses
-from gan_jax.state import GAN, GANState, PlayerState, sample_latent
+from gan_jax.state import GAN, GANState, PlayerState, check_key, sample_latent
 
 Metrics = dict[str, jax.Array]
 Batch = jax.Array
@@ -47,12 +48,20 @@ def _pmean_floats(tree: PyTree, axis_name: str | None) -> PyTree:
                       if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
 
-def _bound(gan: GAN, kernels: str) -> GAN:
-  """``gan`` with its players computing with ``kernels`` (those left at kernels="auto")."""
+def _bound(gan: GAN, kernels: str, axis_name: str | None = None) -> GAN:
+  """``gan`` with its players computing with ``kernels`` (those left at kernels="auto") and
+  normalising over ``axis_name`` (those with an ``axis_name`` attribute left at None)."""
   if kernels not in ("plain", "cpu"):
     raise ValueError(f"kernels is {kernels!r}; a step takes 'plain' or 'cpu' "
                      f"(gan_jax.kernels.for_devices resolves 'auto').")
-  g, d = kernels_lib.bind(gan.generator, kernels), kernels_lib.bind(gan.discriminator, kernels)
+
+  def bind(module):
+    module = kernels_lib.bind(module, kernels)
+    if axis_name is not None and getattr(module, "axis_name", axis_name) is None:
+      module = module.clone(axis_name=axis_name)
+    return module
+
+  g, d = bind(gan.generator), bind(gan.discriminator)
   if g is gan.generator and d is gan.discriminator:
     return gan
   return dataclasses.replace(gan, generator=g, discriminator=d)
@@ -76,12 +85,13 @@ def apply_player(module: Any, player: PlayerState, x: jax.Array, *, train: bool,
 
 
 def generate(gan: GAN, state: GANState, z: jax.Array, *, ema: bool | None = None,
-             kernels: str = "plain") -> jax.Array:
+             collections: dict[str, Any] | None = None, kernels: str = "plain") -> jax.Array:
   """G(z) in inference mode: samples ``[n, ...]`` for noise ``z`` ``[n, latent_dim]``.
 
   ``ema``: use the EMA of G's parameters (True), the raw parameters (False), or
-  the EMA when the state keeps one (None, the default). G's other collections
-  (e.g. BatchNorm's running statistics) are the raw generator's.
+  the EMA when the state keeps one (None, the default). ``collections``: G's other
+  variables (e.g. BatchNorm's running statistics); None takes the raw G's, which
+  do not match the EMA's weights: ``estimate_collections`` re-estimates them.
   """
   if ema is None:
     ema = state.ema_params is not None
@@ -89,8 +99,57 @@ def generate(gan: GAN, state: GANState, z: jax.Array, *, ema: bool | None = None
     raise ValueError("generate(..., ema=True) but this state keeps no EMA of G; build the GAN "
                      "with ema_decay > 0, or pass ema=False.")
   params = state.ema_params if ema else state.g.params
-  out, _ = apply_player(_bound(gan, kernels).generator, state.g, z, train=False, params=params)
+  g = state.g if collections is None else state.g.replace(collections=collections)
+  out, _ = apply_player(_bound(gan, kernels).generator, g, z, train=False, params=params)
   return out
+
+
+def estimate_collections(gan: GAN, state: GANState, rng: jax.Array, *, ema: bool = True,
+                         num_batches: int = 16, batch_size: int = 256,
+                         kernels: str = "plain") -> dict[str, Any]:
+  """G's running averages (BatchNorm statistics) for its EMA weights (``ema=True``) or raw
+  weights: the mean over ``num_batches`` fresh noise batches of each batch's statistics,
+  for ``generate(..., collections=...)``. A G without collections gives ``{}``.
+
+  Works for any collection that a training pass updates as ``m * old + (1 - m) * stat``
+  (flax's BatchNorm): two passes on the same batch from zeros and from ones give ``m``
+  and ``stat`` exactly, whatever the momentum.
+  """
+  g = state.g
+  if not g.collections:
+    return {}
+  params = state.ema_params if ema else g.params
+  if params is None:
+    raise ValueError("estimate_collections(..., ema=True) but this state keeps no EMA of G.")
+  module = _bound(gan, kernels).generator
+
+  def is_float(x):
+    return jnp.issubdtype(x.dtype, jnp.floating)
+
+  def after_pass(z, key, start):  # the collections after one training pass from ``start``
+    cols = jax.tree.map(lambda x: jnp.full_like(x, start) if is_float(x) else x, g.collections)
+    return apply_player(module, g.replace(collections=cols), z, train=True, rng=key,
+                        params=params)[1]
+
+  def one_batch(key):
+    z = sample_latent(gan, key, (batch_size,))
+    from0, from1 = (after_pass(z, jax.random.fold_in(key, 1), v) for v in (0.0, 1.0))
+    return jax.tree.map(lambda a, b: a / (1.0 - (b - a)) if is_float(a) else a, from0, from1)
+
+  stats = lax.map(one_batch, jax.random.split(rng, num_batches))
+  return jax.tree.map(lambda x: jnp.mean(x, 0) if is_float(x) else x[0], stats)
+
+
+def _real(batch: jax.Array, fake: jax.Array, name: str) -> jax.Array:
+  """``batch`` in the samples' dtype, after checking that it is data G could have drawn."""
+  if not jnp.issubdtype(batch.dtype, jnp.floating):
+    raise ValueError(f"{name} has dtype {batch.dtype}; the steps take floating-point data "
+                     f"scaled as G's outputs are (e.g. uint8 images: x.astype(np.float32) / 255).")
+  if batch.shape[1:] != fake.shape[1:]:
+    raise ValueError(f"{name} has shape {tuple(batch.shape)}, but G's samples have shape "
+                     f"{tuple(fake.shape)}: each example must have G's output shape "
+                     f"{tuple(fake.shape[1:])}, the shape of the example init_state was given.")
+  return batch.astype(fake.dtype)
 
 
 def _noise(gan: GAN, rng: jax.Array, batch_size: int, noise: jax.Array | None) -> jax.Array:
@@ -103,6 +162,34 @@ def _update(opt: optax.GradientTransformation, grads, player: PlayerState,
   return PlayerState(optax.apply_updates(player.params, updates), collections, opt_state)
 
 
+def update_player(gan: GAN, state: GANState, player: str, grads: PyTree,
+                  collections: dict[str, Any] | None = None, *, axis_name: str | None = None,
+                  kernels: str = "plain") -> tuple[GANState, Metrics]:
+  """One player descends ``grads`` (of its loss, w.r.t. its params): the update half of
+  ``d_step`` and ``g_step``, for steps of one's own.
+
+  ``player``: "d" or "g". The gradients are averaged over ``axis_name`` (if set),
+  ordered for in-place updates (``kernels``), and given to the player's optimizer;
+  ``collections`` (its collections after the training pass, e.g. BatchNorm statistics;
+  None keeps them) are written back, floats averaged over ``axis_name``. G's update also
+  moves the EMA (``ema_update``). ``state.step`` is not advanced.
+
+  Returns the new state and ``{"<player>_grad_norm": ...}`` with ``gan.grad_norms``, else {}.
+  """
+  if player not in ("d", "g"):
+    raise ValueError(f"player is {player!r}; use 'd' or 'g'.")
+  k = kernels_lib.get(kernels)
+  module, opt, old = ((gan.discriminator, gan.d_optimizer, state.d) if player == "d" else
+                      (gan.generator, gan.g_optimizer, state.g))
+  grads = k.join_updates(module, _pmean(grads, axis_name))
+  cols = old.collections if collections is None else _pmean_floats(collections, axis_name)
+  new = _update(opt, grads, old, cols)
+  metrics = {f"{player}_grad_norm": k.global_norm(grads)} if gan.grad_norms else {}
+  if player == "d":
+    return state.replace(d=new), metrics
+  return state.replace(g=new, ema_params=ema_update(gan, state, new.params)), metrics
+
+
 def ema_decay_at(gan: GAN, decay: jax.Array, t: jax.Array) -> jax.Array:
   """The EMA's decay at G update ``t`` (1, 2, ...): ``decay``, or with ``gan.ema_power`` =
   gamma > 0, ``min(decay, (1 - 1/t)^(gamma + 1))`` (0 at the first update)."""
@@ -112,13 +199,13 @@ def ema_decay_at(gan: GAN, decay: jax.Array, t: jax.Array) -> jax.Array:
   return jnp.minimum(decay, (1.0 - 1.0 / t) ** (gan.ema_power + 1.0))
 
 
-def _ema(gan: GAN, state: GANState, g: PlayerState) -> Any:
-  """The EMA after the G update of iteration ``state.step + 1``: decay * ema + (1 - decay) *
-  new params."""
+def ema_update(gan: GAN, state: GANState, g_params: PyTree) -> PyTree:
+  """G's EMA after G's update to ``g_params`` in iteration ``state.step + 1``:
+  ``decay * ema + (1 - decay) * g_params`` (decay from ``ema_decay_at``); None without an EMA."""
   if state.ema_params is None:
     return None
   decay = ema_decay_at(gan, state.hparams["ema_decay"], state.step + 1)
-  return optax.incremental_update(g.params, state.ema_params, 1.0 - decay)
+  return optax.incremental_update(g_params, state.ema_params, 1.0 - decay)
 
 
 def _d_loss(gan: GAN, state: GANState, real_out, fake_out) -> jax.Array:
@@ -126,8 +213,10 @@ def _d_loss(gan: GAN, state: GANState, real_out, fake_out) -> jax.Array:
                        real_label=state.hparams["real_label"])
 
 
-def _g_loss(gan: GAN, state: GANState, fake_out) -> jax.Array:
-  return losses.choose(gan.g_loss_fns, state.hparams["g_loss"], fake_out)
+def _g_loss(gan: GAN, state: GANState, fake_out, real_out=None) -> jax.Array:
+  fns = tuple(functools.partial(losses.call_g_loss, f, real_out=real_out)
+              for f in gan.g_loss_fns)
+  return losses.choose(fns, state.hparams["g_loss"], fake_out)
 
 
 def _d_fn(gan: GAN, d: PlayerState, params: Any,
@@ -147,21 +236,28 @@ def _d_metrics(gan: GAN, real_out, fake_out, d_loss) -> Metrics:
           "d_fake": jnp.mean(jax.nn.sigmoid(fake_out))}
 
 
-def _d_outputs(gan: GAN, d: PlayerState, params: Any, real: jax.Array, fake: jax.Array,
-               key: jax.Array) -> tuple[jax.Array, jax.Array, dict[str, Any]]:
-  """D on the real and the generated half in training mode: (real_out, fake_out, collections).
-  One pass over [real; fake] for a D without collections; with collections (BatchNorm) two,
-  so that each half is normalised by its own statistics."""
+def _flat(out: jax.Array) -> jax.Array:
+  """D's outputs as [B] (a D may return [B] or [B, 1]; init_state checks which)."""
+  return out.reshape(out.shape[0])
+
+
+def d_outputs(gan: GAN, d: PlayerState, real: jax.Array, fake: jax.Array, rng: jax.Array, *,
+              params: PyTree = None) -> tuple[jax.Array, jax.Array, dict[str, Any]]:
+  """D (player state ``d``, or its ``params``) in training mode on data and on samples:
+  ``(real_out [m], fake_out [m], collections)``. One pass over [real; fake] for a D
+  without collections; with collections (BatchNorm) two, data first, so that each half
+  is normalised by its own statistics."""
   if d.collections:
-    real_key, fake_key = jax.random.split(key)
+    real_key, fake_key = jax.random.split(rng)
     real_out, cols = apply_player(gan.discriminator, d, real, train=True, rng=real_key,
                                   params=params)
     fake_out, cols = apply_player(gan.discriminator, d.replace(collections=cols), fake,
                                   train=True, rng=fake_key, params=params)
-    return real_out, fake_out, cols
+    return _flat(real_out), _flat(fake_out), cols
   m = real.shape[0]
   out, cols = apply_player(gan.discriminator, d, jnp.concatenate([real, fake], axis=0),
-                           train=True, rng=key, params=params)  # [2m]
+                           train=True, rng=rng, params=params)
+  out = _flat(out)  # [2m]
   return out[:m], out[m:], cols
 
 
@@ -176,20 +272,22 @@ def d_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Array, *,
   are untouched; ``state.step`` is not advanced.
 
   Returns:
-    The new state and metrics ``d_loss``, ``value`` (V estimate), ``d_real`` (mean
-    D(x)), ``d_fake`` (mean D(G(z))), ``d_grad_norm`` (with ``gan.grad_norms``), and
-    ``d_reg`` when D has a regulariser.
+    The new state and metrics ``d_loss``; with the BCE loss ``value`` (V estimate),
+    ``d_real`` (mean D(x)), ``d_fake`` (mean D(G(z))), for a critic ``critic_real``,
+    ``critic_fake``; ``d_grad_norm`` (with ``gan.grad_norms``), and ``d_reg`` when D
+    has a regulariser.
   """
-  gan, k = _bound(gan, kernels), kernels_lib.get(kernels)
+  check_key(rng, "d_step's rng")
+  gan = _bound(gan, kernels, axis_name)
   z_key, drop_key = jax.random.split(rng)
   fake, _ = apply_player(gan.generator, state.g,
                          _noise(gan, z_key, real_batch.shape[0], noise), train=True,
                          rng=jax.random.fold_in(drop_key, 1))
   fake = lax.stop_gradient(fake)  # [m, ...]
-  real, d = real_batch.astype(fake.dtype), state.d
+  real, d = _real(real_batch, fake, "real_batch"), state.d
 
   def loss_fn(d_params):
-    real_out, fake_out, cols = _d_outputs(gan, d, d_params, real, fake, drop_key)
+    real_out, fake_out, cols = d_outputs(gan, d, real, fake, drop_key, params=d_params)
     loss = _d_loss(gan, state, real_out, fake_out)
     reg = jnp.zeros((), jnp.float32)
     if gan.d_regularizer is not None:
@@ -200,47 +298,53 @@ def d_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Array, *,
 
   (_, (d_loss, reg, real_out, fake_out, cols)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(d.params)
-  grads = k.join_updates(gan.discriminator, _pmean(grads, axis_name))
-  new_d = _update(gan.d_optimizer, grads, d, _pmean_floats(cols, axis_name))
-  metrics = _d_metrics(gan, real_out, fake_out, d_loss)
-  if gan.grad_norms:
-    metrics["d_grad_norm"] = k.global_norm(grads)
+  state, norms = update_player(gan, state, "d", grads, cols, axis_name=axis_name,
+                               kernels=kernels)
+  metrics = {**_d_metrics(gan, real_out, fake_out, d_loss), **norms}
   if gan.d_regularizer is not None:
     metrics["d_reg"] = reg
-  return state.replace(d=new_d), _pmean(metrics, axis_name)
+  return state, _pmean(metrics, axis_name)
 
 
 def g_step(gan: GAN, state: GANState, rng: jax.Array, batch_size: int, *,
            axis_name: str | None = None, noise: jax.Array | None = None,
-           kernels: str = "plain") -> tuple[GANState, Metrics]:
+           real_batch: Batch | None = None, kernels: str = "plain") -> tuple[GANState, Metrics]:
   """One generator update on fresh noise (Algorithm 1, outer step), then the EMA update.
 
   Draws ``batch_size`` noise vectors (or uses ``noise``), scores G(z) with D in
   training mode (dropout on, as the authors trained; D's collection updates
   discarded), and descends G's loss. G's collections take this pass's updates.
-  D is untouched; ``state.step`` is not advanced.
+  D is untouched; ``state.step`` is not advanced. ``real_batch`` ([m, ...]): data for
+  a G loss that reads D's outputs on data (``g_loss(fake_out, *, real_out)``); D's
+  outputs on it are constants of G's gradient.
 
   Returns:
     The new state and metrics ``g_loss``, ``g_grad_norm`` (with ``gan.grad_norms``).
   """
-  gan, k = _bound(gan, kernels), kernels_lib.get(kernels)
+  check_key(rng, "g_step's rng")
+  gan = _bound(gan, kernels, axis_name)
   z_key, drop_key = jax.random.split(rng)
   z = _noise(gan, z_key, batch_size, noise)
+  if gan.g_loss_sees_real and real_batch is None:
+    raise ValueError("This GAN's g_loss reads D's outputs on data (it takes real_out), so "
+                     "g_step needs real_batch=[m, ...] (train_step passes its last minibatch).")
+  real_batch = real_batch if gan.g_loss_sees_real else None
 
   def loss_fn(g_params):
     fake, g_cols = apply_player(gan.generator, state.g, z, train=True,
                                 rng=jax.random.fold_in(drop_key, 1), params=g_params)
     out, _ = apply_player(gan.discriminator, state.d, fake, train=True, rng=drop_key)
-    return _g_loss(gan, state, out), g_cols
+    real_out = None
+    if real_batch is not None:  # for a G loss that reads D's outputs on data: constants
+      real_out, _ = apply_player(gan.discriminator, state.d, _real(real_batch, fake, "real_batch"),
+                                 train=True, rng=jax.random.fold_in(drop_key, 2))
+      real_out = lax.stop_gradient(_flat(real_out))
+    return _g_loss(gan, state, _flat(out), real_out), g_cols
 
   (g_loss, g_cols), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g.params)
-  grads = k.join_updates(gan.generator, _pmean(grads, axis_name))
-  new_g = _update(gan.g_optimizer, grads, state.g, _pmean_floats(g_cols, axis_name))
-  metrics = {"g_loss": g_loss}
-  if gan.grad_norms:
-    metrics["g_grad_norm"] = k.global_norm(grads)
-  metrics = _pmean(metrics, axis_name)
-  return state.replace(g=new_g, ema_params=_ema(gan, state, new_g)), metrics
+  state, norms = update_player(gan, state, "g", grads, g_cols, axis_name=axis_name,
+                               kernels=kernels)
+  return state, _pmean({"g_loss": g_loss, **norms}, axis_name)
 
 
 def _simultaneous_grads(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Array,
@@ -255,17 +359,21 @@ def _simultaneous_grads(gan: GAN, state: GANState, real_batch: Batch, rng: jax.A
       lambda p: apply_player(gan.generator, g, z, train=True,
                              rng=jax.random.fold_in(drop_key, 1), params=p),
       g.params, has_aux=True)  # [m, ...]
-  real = real_batch.astype(fake.dtype)
-  real_out, real_vjp, d_cols = jax.vjp(
-      lambda p: apply_player(gan.discriminator, d, real, train=True, rng=real_key, params=p),
-      d.params, has_aux=True)  # [m]
+  real = _real(real_batch, fake, "real_batch")
+
+  def d_apply(player, x, key, p):
+    out, cols = apply_player(gan.discriminator, player, x, train=True, rng=key, params=p)
+    return _flat(out), cols
+
+  real_out, real_vjp, d_cols = jax.vjp(lambda p: d_apply(d, real, real_key, p), d.params,
+                                       has_aux=True)  # [m]
   fake_out, fake_vjp, d_cols = jax.vjp(
-      lambda p, x: apply_player(gan.discriminator, d.replace(collections=d_cols), x,
-                                train=True, rng=fake_key, params=p),
-      d.params, fake, has_aux=True)  # [m]
+      lambda p, x: d_apply(d.replace(collections=d_cols), x, fake_key, p), d.params, fake,
+      has_aux=True)  # [m]
   d_loss, (real_ct, fake_ct) = jax.value_and_grad(
       lambda r, f: _d_loss(gan, state, r, f), argnums=(0, 1))(real_out, fake_out)
-  g_loss, g_ct = jax.value_and_grad(lambda f: _g_loss(gan, state, f))(fake_out)
+  g_loss, g_ct = jax.value_and_grad(
+      lambda f: _g_loss(gan, state, f, lax.stop_gradient(real_out)))(fake_out)
   (d_grads_real,) = real_vjp(real_ct)
   d_grads = jax.tree.map(jnp.add, d_grads_real, fake_vjp(fake_ct)[0])
   metrics = {**_d_metrics(gan, real_out, fake_out, d_loss), "g_loss": g_loss}
@@ -293,7 +401,8 @@ def simultaneous_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Arr
   Both players' collections take this step's updates (D's from the real, then the
   generated pass). ``state.step`` is not advanced.
   """
-  gan, k = _bound(gan, kernels), kernels_lib.get(kernels)
+  check_key(rng, "simultaneous_step's rng")
+  gan, k = _bound(gan, kernels, axis_name), kernels_lib.get(kernels)
   d_grads, g_grads, sample_ct, (d_cols, g_cols), metrics = _simultaneous_grads(
       gan, state, real_batch, rng, noise)
   d_grads, g_grads = _pmean((d_grads, g_grads), axis_name)
@@ -304,7 +413,7 @@ def simultaneous_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Arr
   g_grads = k.join_updates(gan.generator, g_grads)
   new_d = _update(gan.d_optimizer, d_grads, state.d, _pmean_floats(d_cols, axis_name))
   new_g = _update(gan.g_optimizer, g_grads, state.g, _pmean_floats(g_cols, axis_name))
-  return (state.replace(d=new_d, g=new_g, ema_params=_ema(gan, state, new_g)),
+  return (state.replace(d=new_d, g=new_g, ema_params=ema_update(gan, state, new_g.params)),
           _pmean(metrics, axis_name))
 
 
@@ -330,7 +439,11 @@ def train_step(gan: GAN, state: GANState, real_batches: Batch, rng: jax.Array, *
     ``d_loss, g_loss, value, d_real, d_fake``, ``d_grad_norm, g_grad_norm`` (with
     ``gan.grad_norms``) and ``d_reg`` (with a regulariser).
   """
+  check_key(rng, "train_step's rng")
   expected = gan.real_batches_per_step
+  if real_batches.ndim < 2:
+    raise ValueError(f"real_batches has shape {tuple(real_batches.shape)}; train_step takes "
+                     f"[{expected}, m, ...]: {expected} minibatch(es) of m examples.")
   if real_batches.shape[0] != expected:
     raise ValueError(f"real_batches has leading axis {real_batches.shape[0]}; this GAN "
                      f"(update_rule={gan.update_rule!r}, k={gan.k}) needs {expected}.")
@@ -344,6 +457,8 @@ def train_step(gan: GAN, state: GANState, real_batches: Batch, rng: jax.Array, *
       state, d_metrics = d_step(gan, state, real_batches[j], jax.random.fold_in(rng, j),
                                 noise=nz(j), **kw)
     state, g_metrics = g_step(gan, state, jax.random.fold_in(rng, gan.k),
-                              real_batches.shape[1], noise=nz(gan.k), **kw)
+                              real_batches.shape[1], noise=nz(gan.k),
+                              real_batch=real_batches[-1] if gan.g_loss_sees_real else None,
+                              **kw)
     metrics = {**d_metrics, **g_metrics}
   return state.replace(step=state.step + 1), metrics

@@ -102,15 +102,22 @@ class Context:
 
 
 _generate = jax.jit(steps.generate, static_argnums=0, static_argnames=("ema", "kernels"))
+_estimate = jax.jit(steps.estimate_collections, static_argnums=0,
+                    static_argnames=("ema", "num_batches", "batch_size", "kernels"))
 
 
 def generate(gan: GAN, state: GANState, z: jax.Array, *, ema: bool | None = None,
              batch: int = 2_000, kernels: str = "plain") -> np.ndarray:
   """G(z) in inference mode for noise ``z`` [n, latent], as float32 NumPy [n, features], in
-  compiled batches. ``ema``: as ``gan_jax.generate`` (None: the EMA when the state keeps one).
+  compiled batches. ``ema``: as ``gan_jax.generate`` (None: the EMA when the state keeps one);
+  an EMA of a G with BatchNorm samples with statistics re-estimated for the EMA's weights.
   """
+  ema = state.ema_params is not None if ema is None else ema
+  cols = None
+  if ema and state.g.collections:
+    cols = _estimate(gan, state, jax.random.key(0), ema=True, kernels=kernels)
   return np.concatenate([np.asarray(_generate(gan, state, z[i:i + batch], ema=ema,
-                                              kernels=kernels))
+                                              collections=cols, kernels=kernels))
                          for i in range(0, len(z), batch)])
 
 

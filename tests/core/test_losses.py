@@ -64,7 +64,8 @@ def test_extreme_logits_are_finite(real, fake, expected):
   grads = jax.grad(lambda a, b: losses.discriminator_loss(a, b), argnums=(0, 1))(r, f)
   assert all(np.isfinite(np.asarray(g)).all() for g in grads)
   for kind in losses.G_LOSS_KINDS:
-    value, grad = jax.value_and_grad(lambda x, kind=kind: losses.generator_loss(x, kind=kind))(f)
+    value, grad = jax.value_and_grad(
+        lambda x, kind=kind: losses.generator_loss(x, kind=kind, real_out=r))(f)
     assert np.isfinite(value) and np.isfinite(np.asarray(grad)).all()
   v = losses.value_function(r, f)
   assert np.isfinite(v)
