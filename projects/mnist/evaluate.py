@@ -29,6 +29,16 @@ SELECTION_METRICS = {"val_parzen_ll": True, "val_frechet_distance": False}  # hi
 
 
 
+def feature_metrics_on(config: ml_collections.ConfigDict, dataset: data_lib.Dataset) -> bool:
+  """Whether this run scores the classifier's feature metrics: ``classifier_metrics``, and
+  the classifier cached or ``train_classifier`` allowing its training (once, ~1-2 min)."""
+  ev = config.evaluation
+  if not ev.get("classifier_metrics", False):
+    return False
+  return bool(ev.get("train_classifier", True)) or classifier.is_cached(
+      dataset, cache_dir=ev.get("classifier_dir", ""))
+
+
 class Evaluator:
   """Scores generators on ``dataset`` as ``config.evaluation`` asks; built once per run.
 
@@ -47,7 +57,12 @@ class Evaluator:
     self.num_samples = int(ev.get("num_samples", NUM_SAMPLES))
     self.scorer = None
     self.classifier_accuracy = None
-    if ev.get("classifier_metrics", False):
+    if ev.get("classifier_metrics", False) and not feature_metrics_on(config, dataset):
+      if jax.process_index() == 0:
+        print("Feature metrics (FD, precision/recall, digits) skipped: the MNIST classifier is "
+              "not cached and evaluation.train_classifier=False; Parzen only. Any run with "
+              "train_classifier=True (the default) trains and caches it once.", flush=True)
+    elif ev.get("classifier_metrics", False):
       clf = classifier.load_or_train(dataset, cache_dir=ev.get("classifier_dir", ""),
                                      verbose=jax.process_index() == 0)
       self.classifier_accuracy = clf.test_accuracy

@@ -42,6 +42,8 @@ FIELDS: dict[str, Any] = {
     "evaluation": {
         "parzen": schema.Field("bool"),
         "classifier_metrics": schema.Field("bool"),
+        # False: without a cached classifier, score Parzen only instead of training it.
+        "train_classifier": schema.Field("bool", default=True),
         "classifier_dir": schema.Field("str", default=""),
         "num_samples": schema.positive(default=10_000),
         "nearest_k": schema.positive(default=5),
@@ -60,6 +62,7 @@ FIELDS: dict[str, Any] = {
 class MNIST(Experiment):
   fields = FIELDS
   resumable = ("evaluation.", "data.manual_dir", "data.data_dir")
+  feature_metrics: bool | None = None  # whether evaluations score them; known after load_data
 
   @classmethod
   def evaluate_checkpoint(cls, config, workdir: str, which: str) -> dict[str, Any]:
@@ -69,6 +72,7 @@ class MNIST(Experiment):
     self.dataset = data_lib.load(self.config.data)
     n = len(self.dataset.train)
     self._evaluator = None
+    self.feature_metrics = evaluate.feature_metrics_on(self.config, self.dataset)
     if jax.process_index() == 0:  # the classifier checked (or trained) before any training
       self.evaluator  # noqa: B018  # pylint: disable=pointless-statement
     return Data(source=ArraySource(n), dim=self.dataset.dim, array=self.dataset.train,
@@ -135,15 +139,17 @@ class MNIST(Experiment):
 
   def selection(self) -> Selection | None:
     ev = self.config.evaluation
+    features = (bool(ev.classifier_metrics) if self.feature_metrics is None else
+                self.feature_metrics)
     key = ev.get("select_on", "auto")
     if key == "auto":
       key = ("val_parzen_ll" if ev.parzen else
-             "val_frechet_distance" if ev.classifier_metrics else "none")
+             "val_frechet_distance" if features else "none")
     if key == "none":
       return None
     guard = ev.get("ema_guard", "auto")
     if guard == "auto":
-      guard = "val_frechet_distance" if ev.classifier_metrics else "none"
+      guard = "val_frechet_distance" if features else "none"
     return Selection(key, evaluate.SELECTION_METRICS[key],
                      None if guard == "none" else (guard, evaluate.SELECTION_METRICS[guard]))
 

@@ -323,6 +323,7 @@ def test_a_stop_signal_while_the_classifier_trains_stops_within_seconds(tfds_dir
   run does before its first iteration) a stop signal ends the launch at once, in one line."""
   workdir = str(tmp_path / "run")
   trainer = start(workdir, tfds_dir, **{"evaluation.classifier_metrics": True,
+                                        "evaluation.train_classifier": True,
                                         "evaluation.classifier_dir": str(tmp_path / "clf")})
   wait_for(trainer, "Training the MNIST feature classifier")
   time.sleep(1.0)

@@ -2,7 +2,7 @@
 
 Command:
   python launch.py --config=experiments/mnist.py --workdir=runs/mnist
-  python launch.py --config=experiments/mnist.py:smoke     # < 1 minute, tiny
+  python launch.py --config=experiments/mnist.py:smoke     # 33 s on a fresh machine, tiny
   python launch.py --config=experiments/mnist.py:gaussian --workdir=runs/mnist_gaussian
   python launch.py --config=experiments/mnist.py --workdir=runs/mnist --mode=eval
   python launch.py --config=experiments/mnist.py --workdir=runs/mnist_power \
@@ -27,8 +27,9 @@ recognisable digits (docs/mnist_samples_20_epochs.png); README's Results has the
 model selected on validation after 500 epochs against the paper's Table 1 (225 +- 2):
 with the power-function EMA above, 227.1 +- 2.3 on test (FD 3.84, recall 0.92).
 The first run on a machine also trains and caches the feature classifier behind the
-evaluation metrics (about 2 minutes).
-Smoke: about 40 s, including compilation and preparing MNIST once.
+evaluation metrics (61 s on a 2-core AMD EPYC, 99.18% test accuracy).
+Smoke: 33 s on a fresh 2-core machine, including preparing MNIST (about 15 s) and
+compilation; it scores Parzen only unless the feature classifier is already cached.
 """
 
 import ml_collections
@@ -84,6 +85,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # ... and Fréchet distance, classifier score, precision/recall and digit coverage on the
   # features of an MNIST convnet, trained once (~2 min on a CPU) and cached in classifier_dir.
   config.evaluation.classifier_metrics = True
+  config.evaluation.train_classifier = True  # False: Parzen only until the classifier is cached
   config.evaluation.classifier_dir = ""  # "" = $GAN_JAX_CACHE or ~/.cache/gan_jax
   config.evaluation.num_samples = 10_000  # generated samples scored at each eval
   config.evaluation.nearest_k = 5  # k of the k-NN manifolds behind precision and recall
@@ -122,4 +124,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.checkpoint_every = 50
     config.steps_per_call = 25
     config.evaluation.num_samples = 2_000
+    config.evaluation.train_classifier = False  # a fresh machine: no 1-2 min of training
   return config

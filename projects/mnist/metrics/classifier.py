@@ -213,6 +213,17 @@ def _load_verified(module: MNISTClassifier, entry: str, dataset) -> Classifier:
   return Classifier(module, params, info)
 
 
+def _training_set(dataset) -> tuple[np.ndarray, np.ndarray]:
+  return (np.concatenate([dataset.train, dataset.validation]),
+          np.concatenate([dataset.train_labels, dataset.validation_labels]))
+
+
+def is_cached(dataset, *, cache_dir: str = "", settings: TrainSettings = TrainSettings()) -> bool:
+  """Whether the classifier for ``dataset`` is in the cache (not yet verified)."""
+  fp = fingerprint(settings, *_training_set(dataset))
+  return os.path.isdir(_entry_dir(cache_dir or default_cache_dir(), fp))
+
+
 def load_or_train(dataset, *, cache_dir: str = "", settings: TrainSettings = TrainSettings(),
                   min_accuracy: float = MIN_TEST_ACCURACY, verbose: bool = True) -> Classifier:
   """The cached classifier for ``dataset`` (a ``projects.mnist.data.Dataset``), training it if
@@ -223,8 +234,7 @@ def load_or_train(dataset, *, cache_dir: str = "", settings: TrainSettings = Tra
   poor classifier would make every metric built on them misleading.
   """
   cache_dir = cache_dir or default_cache_dir()
-  images = np.concatenate([dataset.train, dataset.validation])
-  labels = np.concatenate([dataset.train_labels, dataset.validation_labels])
+  images, labels = _training_set(dataset)
   fp = fingerprint(settings, images, labels)
   entry = _entry_dir(cache_dir, fp)
   module = settings.model()

@@ -145,3 +145,35 @@ def test_a_single_digit_generator_is_flagged_by_coverage(mnist, scorer):
   assert res["classes_covered"] == 1
   assert res["class_kl_to_uniform"] > 0.9 * np.log(10)
   assert res["recall"] < 0.3 and res["classifier_score"] < 1.5
+
+
+def test_without_a_cached_classifier_the_smoke_config_scores_parzen_only(
+    mnist, mnist_classifier, tmp_path, monkeypatch, capsys):
+  """The smoke config (train_classifier=False) trains no classifier on a fresh machine: it
+  says so in one line, scores Parzen, and selects without the FD guard; with the classifier
+  cached it scores the feature metrics too."""
+  from benchmarks.common import load_config  # pylint: disable=import-outside-toplevel
+  from projects.mnist import evaluate  # pylint: disable=import-outside-toplevel
+  from projects.mnist.experiment import MNIST  # pylint: disable=import-outside-toplevel
+
+  def no_training(*args, **kwargs):
+    raise AssertionError("the smoke config must not train the classifier")
+
+  monkeypatch.setattr(classifier, "train", no_training)
+  config = load_config("experiments/mnist.py", "smoke")
+  assert config.evaluation.train_classifier is False
+  config.evaluation.classifier_dir = str(tmp_path / "empty")
+  assert not evaluate.feature_metrics_on(config, mnist)
+  ev = evaluate.Evaluator(config, mnist)
+  assert ev.parzen and ev.scorer is None and ev.active
+  assert "Feature metrics (FD, precision/recall, digits) skipped" in capsys.readouterr().out
+  assert not os.path.exists(tmp_path / "empty")
+  exp = MNIST([config])
+  exp.feature_metrics = False
+  assert exp.selection().key == "val_parzen_ll" and exp.selection().ema_guard is None
+
+  config.evaluation.classifier_dir = mnist_classifier[1]
+  assert evaluate.feature_metrics_on(config, mnist)
+  assert evaluate.Evaluator(config, mnist).scorer is not None
+  exp.feature_metrics = True
+  assert exp.selection().ema_guard[0] == "val_frechet_distance"
