@@ -15,8 +15,11 @@ class Selection(NamedTuple):
   key: str  # the metrics-row key of a validation metric (the EMA's is ``ema_<key>``)
   higher_is_better: bool
   # (key, higher is better) of a second validation metric on which the EMA of G must be
-  # no worse than raw G at the same evaluation to be a candidate at all (None: no guard).
+  # no worse than raw G at the same evaluation to be a candidate at all (None: no guard) ...
   ema_guard: tuple[str, bool] | None = None
+  # ... by more than this fraction of raw G's figure: the metric's own noise between draws
+  # of samples, so that a difference within it does not decide.
+  ema_guard_tolerance: float = 0.0
 
   def candidate(self, row: dict[str, Any]) -> tuple[tuple[float, str] | None, str]:
     """The better of raw G ("raw") and its EMA ("ema") in one evaluation's metrics row, as
@@ -33,15 +36,22 @@ class Selection(NamedTuple):
         found.append((row[ema], "ema"))
       else:
         g, higher = self.ema_guard
-        if finite(g) and finite(EMA_PREFIX + g) and (
-            row[EMA_PREFIX + g] >= row[g] if higher else row[EMA_PREFIX + g] <= row[g]):
+        if finite(g) and finite(EMA_PREFIX + g) and self._within_guard(row[g],
+                                                                       row[EMA_PREFIX + g]):
           found.append((row[ema], "ema"))
         else:
           why = (f"its {g} {row.get(EMA_PREFIX + g, math.nan):.4g} is worse than G's "
-                 f"{row.get(g, math.nan):.4g}")
+                 f"{row.get(g, math.nan):.4g}"
+                 + (f" by more than {self.ema_guard_tolerance:.0%}"
+                    if self.ema_guard_tolerance else ""))
     if not found:
       return None, why
     return (max if self.higher_is_better else min)(found), why
+
+  def _within_guard(self, raw: float, ema: float) -> bool:
+    assert self.ema_guard is not None
+    slack = self.ema_guard_tolerance * abs(raw)
+    return ema >= raw - slack if self.ema_guard[1] else ema <= raw + slack
 
   def improves(self, value: float, best: dict[str, Any] | None) -> bool:
     """Whether value beats the best so far (a ``memory["selected"]`` dict, or None)."""

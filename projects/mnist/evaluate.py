@@ -26,6 +26,11 @@ NUM_VALIDATION = 1_000  # sigma chosen on the first 1k validation images,
 # and the whole test set for the reported mean. Model selection scores the rest of the
 # validation split (validation[1000:]) with the same sigma, and never reads the test split.
 SELECTION_METRICS = {"val_parzen_ll": True, "val_frechet_distance": False}  # higher better?
+# The EMA guard's slack: the EMA of G stays a candidate while its guard figure is worse than
+# raw G's by at most this fraction. Between draws of 10,000 samples, the EMA's validation FD
+# relative to raw G's on the same noise spreads by 0.5-1.8% (s.d., benchmarks/fd_noise.py),
+# so 5% is about three of the widest; a blurred EMA is worse by tens of percent or more.
+EMA_GUARD_TOLERANCE = 0.05
 
 
 

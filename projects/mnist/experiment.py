@@ -55,6 +55,10 @@ FIELDS: dict[str, Any] = {
         # this validation metric ("auto" = val_frechet_distance when classifier_metrics is on).
         "ema_guard": schema.choice(("auto", "val_parzen_ll", "val_frechet_distance", "none"),
                              default="auto"),
+        # ... within this fraction of raw G's figure (the metric's noise between draws).
+        "ema_guard_tolerance": schema.Field("float", lambda v: 0.0 <= v < 1.0,
+                                            "a fraction in [0, 1)",
+                                            default=evaluate.EMA_GUARD_TOLERANCE),
     },
 }
 
@@ -151,7 +155,8 @@ class MNIST(Experiment):
     if guard == "auto":
       guard = "val_frechet_distance" if features else "none"
     return Selection(key, evaluate.SELECTION_METRICS[key],
-                     None if guard == "none" else (guard, evaluate.SELECTION_METRICS[guard]))
+                     None if guard == "none" else (guard, evaluate.SELECTION_METRICS[guard]),
+                     float(ev.get("ema_guard_tolerance", evaluate.EMA_GUARD_TOLERANCE)))
 
   def plot(self, ctx: Context) -> None:
     pictures.plot_curves([r for r in ctx.rows if "d_loss" in r], ctx.out.path("curves.png"))

@@ -20,7 +20,7 @@ from typing import Any
 
 from gan_jax.run.recorder import read_rows
 from gan_jax.run.selection import Selection, replay_selection
-from projects.mnist.evaluate import SELECTION_METRICS
+from projects.mnist.evaluate import EMA_GUARD_TOLERANCE, SELECTION_METRICS
 
 SELECT_KEYS = tuple(SELECTION_METRICS)  # ("val_parzen_ll", "val_frechet_distance")
 
@@ -29,10 +29,11 @@ def _fmt(value: Any, digits: int = 1) -> str:
   return "—" if value is None else f"{value:.{digits}f}"
 
 
-def table(rows: list[dict], every_epochs: float = 20.0, ema_guard: str | None = None) -> str:
+def table(rows: list[dict], every_epochs: float = 20.0, ema_guard: str | None = None,
+          tolerance: float = EMA_GUARD_TOLERANCE) -> str:
   """The Markdown table of ``rows`` (metrics.jsonl) at their evaluations: the selection
   the run recorded, or (``ema_guard`` a metric or "none") the rows' selection replayed
-  with that guard on the EMA."""
+  with that guard on the EMA, within ``tolerance``."""
   evals = [r for r in rows if any(k in r for k in SELECT_KEYS)]
   if not evals:
     return "(no evaluation with a validation metric in these rows)"
@@ -41,7 +42,8 @@ def table(rows: list[dict], every_epochs: float = 20.0, ema_guard: str | None = 
   replayed = None
   if ema_guard is not None:
     guard = None if ema_guard == "none" else (ema_guard, SELECTION_METRICS[ema_guard])
-    replayed = replay_selection(evals, Selection(key, SELECTION_METRICS[key], guard))
+    replayed = replay_selection(evals, Selection(key, SELECTION_METRICS[key], guard,
+                                                 tolerance))
   lines = [f"| epoch | {key}: G / EMA | selected (step, generator) | test Parzen ± s.e. | σ "
            f"| FD | recall |", "|---|---|---|---|---|---|---|"]
   selected = None
@@ -83,9 +85,12 @@ def main() -> None:
   parser.add_argument("--ema_guard", choices=("none",) + SELECT_KEYS, default=None,
                       help="replay the selection with this guard on the EMA (default: the "
                            "selection the run recorded)")
+  parser.add_argument("--ema_guard_tolerance", type=float, default=EMA_GUARD_TOLERANCE,
+                      help="with --ema_guard: how much worse than G, as a fraction of G's "
+                           "figure, the EMA's guard metric may be")
   args = parser.parse_args()
   rows = read_rows(os.path.join(args.workdir, "metrics.jsonl"))
-  print(table(rows, args.every_epochs, args.ema_guard))
+  print(table(rows, args.every_epochs, args.ema_guard, args.ema_guard_tolerance))
 
 
 if __name__ == "__main__":

@@ -97,6 +97,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # validation images is no worse than raw G's ("auto"; "none" = no guard): Parzen windows
   # reward blur, and an average of weights is blurred early in a run.
   config.evaluation.ema_guard = "auto"
+  # ... with this slack: the EMA stays a candidate while its FD is at most 5% worse than raw
+  # G's, about the FD's own spread between draws of samples (benchmarks/fd_noise.py).
+  config.evaluation.ema_guard_tolerance = 0.05
 
   # d_loss "bce" is the paper's D loss; ema_decay keeps an exponential moving average of
   # G's weights for samples and evaluation (it changes no update; 0 = none); both G and

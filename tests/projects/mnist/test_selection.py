@@ -3,6 +3,7 @@
 import json
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
@@ -188,3 +189,30 @@ def test_replaying_rows_keeps_the_best_so_far_as_the_driver_does():
   assert "213.0" not in text and "204.0" not in text  # the blurred EMA's test figures
   assert "| 2 | 130.0 / 210.0 | 2 (G) | 133.0 ± 2.0 |" in text
   assert "| 2 | 130.0 / 210.0 | 2 (EMA) | 213.0 ± 2.0 |" in report.table(rows, 1, "none")
+
+
+def test_an_fd_difference_within_its_noise_does_not_flip_the_choice_and_a_blur_does():
+  """The guard's tolerance (EMA_GUARD_TOLERANCE, the validation FD's spread between draws of
+  samples) keeps an EMA whose FD is a noise-level 0.3% worse, and still leaves out a
+  blurred one (FD 40 against 5)."""
+  from projects.mnist.evaluate import EMA_GUARD_TOLERANCE  # pylint: disable=import-outside-toplevel
+  config = ml_collections.ConfigDict({"evaluation": {
+      "parzen": True, "classifier_metrics": True, "select_on": "auto", "ema_guard": "auto"}})
+  rule = MNIST([config]).selection()
+  assert rule.ema_guard == ("val_frechet_distance", False)
+  assert rule.ema_guard_tolerance == EMA_GUARD_TOLERANCE > 0
+  noise = {"step": 10000, "val_parzen_ll": 77.8, "ema_val_parzen_ll": 143.9,
+           "val_frechet_distance": 59.2, "ema_val_frechet_distance": 59.4}
+  assert rule.candidate(noise) == ((143.9, "ema"), "")
+  # Without the tolerance the same rows flipped to raw G.
+  assert rule._replace(ema_guard_tolerance=0.0).candidate(noise)[0] == (77.8, "raw")
+  blur = {**noise, "val_frechet_distance": 5.0, "ema_val_frechet_distance": 40.0}
+  found, why = rule.candidate(blur)
+  assert found == (77.8, "raw") and f"by more than {EMA_GUARD_TOLERANCE:.0%}" in why
+  # Just past the tolerance is out; the same holds for a higher-is-better guard.
+  edge = 5.0 * (1 + EMA_GUARD_TOLERANCE) * 1.01
+  assert rule.candidate({**blur, "ema_val_frechet_distance": edge})[0] == (77.8, "raw")
+  up = Selection("val_frechet_distance", False, ("val_parzen_ll", True), 0.05)
+  sharper = {**noise, "ema_val_frechet_distance": 50.0}
+  assert up.candidate({**sharper, "ema_val_parzen_ll": 74.0})[0] == (50.0, "ema")
+  assert up.candidate({**sharper, "ema_val_parzen_ll": 70.0})[0] == (59.2, "raw")
