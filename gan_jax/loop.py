@@ -88,6 +88,13 @@ class Source(Protocol):
     ...
 
 
+def _as_batch(batch: Any) -> Any:
+  """A sampled batch, its data read as floats: ``x``, or ``(x, cond)`` with ``cond`` as is."""
+  if isinstance(batch, (tuple, list)):
+    return (_to_float(batch[0]), batch[1])
+  return _to_float(batch)
+
+
 def _to_float(x: jax.Array) -> jax.Array:
   if x.dtype == jnp.uint8:  # images stored as bytes; pixels in [0, 1]
     return x.astype(jnp.float32) * (1.0 / 255.0)
@@ -99,7 +106,8 @@ def _to_float(x: jax.Array) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True)
 class ArraySource:
-  """A finite training set ``data`` ([N, F], uint8 or float) held on device.
+  """A finite training set ``data`` ([N, F], uint8 or float) held on device, or a pair
+  ``(data, cond)`` with one condition per example (e.g. class labels ``[N]``).
 
   Epochs of ``N // global_batch`` minibatches, each epoch a fresh permutation;
   every example is seen at most once per epoch (the remainder, a different one
@@ -119,12 +127,13 @@ class ArraySource:
     position = (batch_index % bpe) * global_batch + offset + jnp.arange(count, dtype=jnp.int32)
     idx = permute_index(seed, jnp.broadcast_to(epoch, position.shape), position,
                         self.num_examples, self.shuffle_rounds)
-    return _to_float(jnp.take(data, idx, axis=0))
+    return _as_batch(jax.tree.map(lambda d: jnp.take(d, idx, axis=0), data))
 
 
 @dataclasses.dataclass(frozen=True)
 class SamplerSource:
-  """An infinite source ``sample_fn(key, n) -> [n, F]`` (toy distributions); no data array.
+  """An infinite source ``sample_fn(key, n) -> [n, F]`` or ``([n, F], cond [n, ...])`` (toy
+  distributions); no data array.
 
   Each global minibatch is drawn whole from a key of its index and sliced, so
   the result does not depend on the device count.
@@ -133,8 +142,8 @@ class SamplerSource:
   sample_fn: Callable[[jax.Array, int], jax.Array]
 
   def sample(self, data, key, batch_index, offset, count, global_batch):
-    full = self.sample_fn(jax.random.fold_in(key, batch_index), global_batch)
-    return lax.dynamic_slice_in_dim(_to_float(full), offset, count, axis=0)
+    full = _as_batch(self.sample_fn(jax.random.fold_in(key, batch_index), global_batch))
+    return jax.tree.map(lambda b: lax.dynamic_slice_in_dim(b, offset, count, axis=0), full)
 
 
 # --- The scanned chunk ------------------------------------------------------
@@ -163,7 +172,7 @@ def iteration_inputs(gan: GAN, source: Source, data: Any, key: jax.Array, step: 
   offset = jnp.asarray(device_index, jnp.int32) * m
   data_key, noise_key, drop_key = (jax.random.fold_in(key, i) for i in range(3))
   nb, nz = gan.real_batches_per_step, gan.noise_batches_per_step
-  real = jnp.stack([
+  real = jax.tree.map(lambda *b: jnp.stack(b), *[
       source.sample(data, data_key, step * nb + j, offset, m, global_batch) for j in range(nb)
   ])
   noise = sample_latent(gan, jax.random.fold_in(noise_key, step), (nz, global_batch))

@@ -257,13 +257,24 @@ def _split_variables(variables: Mapping[str, Any]) -> tuple[Params, Collections]
   return variables.pop("params", {}), variables
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _init(gan: GAN, feature_shape: tuple[int, ...], rng: jax.Array) -> GANState:
+CondSpec = tuple[tuple[int, ...], str] | None  # a condition's per-example shape and dtype
+
+
+def _cond_kwargs(cond: CondSpec, n: int) -> dict[str, Any]:
+  """``{"cond": zeros [n, ...]}`` for a conditional GAN's players, else {}."""
+  return {} if cond is None else {"cond": jnp.zeros((n,) + cond[0], cond[1])}
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 3))
+def _init(gan: GAN, feature_shape: tuple[int, ...], rng: jax.Array,
+          cond: CondSpec = None) -> GANState:
   g_key, d_key = jax.random.split(rng)
   z = jnp.zeros((1, gan.latent_dim), jnp.float32)
   x = jnp.zeros((1,) + feature_shape, jnp.float32)
-  g_params, g_cols = _split_variables(gan.generator.init(g_key, z, train=False))
-  d_params, d_cols = _split_variables(gan.discriminator.init({"params": d_key}, x, train=False))
+  c = _cond_kwargs(cond, 1)
+  g_params, g_cols = _split_variables(gan.generator.init(g_key, z, train=False, **c))
+  d_params, d_cols = _split_variables(gan.discriminator.init({"params": d_key}, x, train=False,
+                                                             **c))
   return GANState(
       step=jnp.zeros((), jnp.int32),
       g=PlayerState(g_params, g_cols, gan.g_optimizer.init(g_params)),
@@ -284,7 +295,7 @@ def check_key(rng: Any, name: str) -> None:
                    f"e.g. jax.random.key(0).")
 
 
-def _check_example(gan: GAN, example_shape: tuple[int, ...]) -> None:
+def _check_example(gan: GAN, example_shape: tuple[int, ...], cond: CondSpec = None) -> None:
   """Check, from shapes alone, that G's samples have the example's shape and D gives one
   output per example."""
   feature_shape = example_shape[1:]
@@ -292,10 +303,12 @@ def _check_example(gan: GAN, example_shape: tuple[int, ...]) -> None:
   def shapes():
     key = jax.random.key(0)
     z = jnp.zeros((2, gan.latent_dim), jnp.float32)
-    g_out = gan.generator.apply(gan.generator.init(key, z[:1], train=False), z, train=False)
+    c1, c2 = _cond_kwargs(cond, 1), _cond_kwargs(cond, 2)
+    g_vars = gan.generator.init(key, z[:1], train=False, **c1)
+    g_out = gan.generator.apply(g_vars, z, train=False, **c2)
     x = jnp.zeros((2,) + feature_shape, jnp.float32)
-    d_vars = gan.discriminator.init({"params": key}, x[:1], train=False)
-    return g_out, gan.discriminator.apply(d_vars, x, train=False)
+    d_vars = gan.discriminator.init({"params": key}, x[:1], train=False, **c1)
+    return g_out, gan.discriminator.apply(d_vars, x, train=False, **c2)
 
   g_out, d_out = jax.eval_shape(shapes)
   sample = "[B, " + ", ".join(str(d) for d in g_out.shape[1:]) + "]"
@@ -326,16 +339,21 @@ def init_state(gan: GAN, rng: jax.Array, real_example: jax.Array, *,
   Args:
     gan: the spec.
     rng: PRNG key.
-    real_example: a batch shaped like the real data, ``[B, ...]``; only its
-      shape is read.
+    real_example: a batch shaped like the real data, ``[B, ...]``, or a pair
+      ``(x, cond)`` for a conditional GAN, whose players are then called with
+      ``cond=`` (see ``steps.split_batch``); only shapes and the condition's dtype are read.
     g_output_bias: optional value for G's ``output/bias`` (e.g.
       ``players.marginal_output_bias(train_mean)``, the authors' initialisation).
     hparams: optional per-replica values replacing the spec's (see ``set_hparams``).
   """
   check_key(rng, "init_state's rng")
+  cond: CondSpec = None
+  if isinstance(real_example, (tuple, list)) and len(real_example) == 2:
+    real_example, c = real_example
+    cond = (tuple(int(d) for d in np.shape(c)[1:]), str(jnp.asarray(c).dtype))
   example_shape = tuple(int(d) for d in np.shape(real_example))
-  _check_example(gan, example_shape)
-  state = _init(gan, example_shape[1:], rng)
+  _check_example(gan, example_shape, cond)
+  state = _init(gan, example_shape[1:], rng, cond)
   if g_output_bias is not None:
     old = state.g.params["output"]["bias"]
     bias = jnp.asarray(g_output_bias, old.dtype)

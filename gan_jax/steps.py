@@ -26,6 +26,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax import lax
 
@@ -33,7 +34,7 @@ from gan_jax import kernels as kernels_lib, losses
 from gan_jax.state import GAN, GANState, PlayerState, check_key, sample_latent
 
 Metrics = dict[str, jax.Array]
-Batch = jax.Array
+Batch = Any  # an array x [m, ...], or a pair (x, cond): see split_batch
 PyTree = Any
 
 
@@ -67,16 +68,35 @@ def _bound(gan: GAN, kernels: str, axis_name: str | None = None) -> GAN:
   return dataclasses.replace(gan, generator=g, discriminator=d)
 
 
+def split_batch(batch: Any, name: str = "real_batch") -> tuple[jax.Array, jax.Array | None]:
+  """A batch of data is an array ``x`` ``[m, ...]``, or a pair ``(x, cond)`` whose condition
+  (class labels, attributes, any array ``[m, ...]``) both players are given: ``(x, cond)``,
+  cond None for an array."""
+  if not isinstance(batch, (tuple, list)):
+    return batch, None
+  if len(batch) != 2:
+    raise ValueError(f"{name} is a sequence of {len(batch)}; give an array x or a pair "
+                     f"(x, cond).")
+  x, cond = batch
+  if np.shape(cond)[:1] != np.shape(x)[:1]:
+    raise ValueError(f"{name}'s condition has shape {tuple(np.shape(cond))} but its data "
+                     f"{tuple(np.shape(x))}: give one condition per example.")
+  return x, cond
+
+
 def apply_player(module: Any, player: PlayerState, x: jax.Array, *, train: bool,
-                 rng: jax.Array | None = None, params: Any = None
+                 rng: jax.Array | None = None, params: Any = None, cond: Any = None
                  ) -> tuple[jax.Array, dict[str, Any]]:
-  """``module`` applied to ``x`` with ``player``'s variables (``params`` overrides its params).
+  """``module`` applied to ``x`` with ``player``'s variables (``params`` overrides its params);
+  a conditional player also gets ``cond=cond``.
 
   Returns the output and the player's collections after the pass: updated in
   training mode, unchanged in inference mode.
   """
   variables = {"params": player.params if params is None else params, **player.collections}
-  kwargs = {"rngs": {"dropout": rng}} if rng is not None else {}
+  kwargs: dict[str, Any] = {"rngs": {"dropout": rng}} if rng is not None else {}
+  if cond is not None:
+    kwargs["cond"] = cond
   if train and player.collections:
     out, updates = module.apply(variables, x, train=True, mutable=list(player.collections),
                                 **kwargs)
@@ -85,8 +105,10 @@ def apply_player(module: Any, player: PlayerState, x: jax.Array, *, train: bool,
 
 
 def generate(gan: GAN, state: GANState, z: jax.Array, *, ema: bool | None = None,
-             collections: dict[str, Any] | None = None, kernels: str = "plain") -> jax.Array:
-  """G(z) in inference mode: samples ``[n, ...]`` for noise ``z`` ``[n, latent_dim]``.
+             collections: dict[str, Any] | None = None, cond: Any = None,
+             kernels: str = "plain") -> jax.Array:
+  """G(z) in inference mode: samples ``[n, ...]`` for noise ``z`` ``[n, latent_dim]`` (and a
+  conditional G's condition ``cond`` ``[n, ...]``).
 
   ``ema``: use the EMA of G's parameters (True), the raw parameters (False), or
   the EMA when the state keeps one (None, the default). ``collections``: G's other
@@ -100,16 +122,18 @@ def generate(gan: GAN, state: GANState, z: jax.Array, *, ema: bool | None = None
                      "with ema_decay > 0, or pass ema=False.")
   params = state.ema_params if ema else state.g.params
   g = state.g if collections is None else state.g.replace(collections=collections)
-  out, _ = apply_player(_bound(gan, kernels).generator, g, z, train=False, params=params)
+  out, _ = apply_player(_bound(gan, kernels).generator, g, z, train=False, params=params,
+                        cond=cond)
   return out
 
 
 def estimate_collections(gan: GAN, state: GANState, rng: jax.Array, *, ema: bool = True,
-                         num_batches: int = 16, batch_size: int = 256,
+                         num_batches: int = 16, batch_size: int = 256, cond: Any = None,
                          kernels: str = "plain") -> dict[str, Any]:
   """G's running averages (BatchNorm statistics) for its EMA weights (``ema=True``) or raw
   weights: the mean over ``num_batches`` fresh noise batches of each batch's statistics,
-  for ``generate(..., collections=...)``. A G without collections gives ``{}``.
+  for ``generate(..., collections=...)``. A G without collections gives ``{}``. A
+  conditional G takes ``cond`` ``[batch_size, ...]`` with every noise batch.
 
   Works for any collection that a training pass updates as ``m * old + (1 - m) * stat``
   (flax's BatchNorm): two passes on the same batch from zeros and from ones give ``m``
@@ -129,7 +153,7 @@ def estimate_collections(gan: GAN, state: GANState, rng: jax.Array, *, ema: bool
   def after_pass(z, key, start):  # the collections after one training pass from ``start``
     cols = jax.tree.map(lambda x: jnp.full_like(x, start) if is_float(x) else x, g.collections)
     return apply_player(module, g.replace(collections=cols), z, train=True, rng=key,
-                        params=params)[1]
+                        params=params, cond=cond)[1]
 
   def one_batch(key):
     z = sample_latent(gan, key, (batch_size,))
@@ -219,10 +243,12 @@ def _g_loss(gan: GAN, state: GANState, fake_out, real_out=None) -> jax.Array:
   return losses.choose(fns, state.hparams["g_loss"], fake_out)
 
 
-def _d_fn(gan: GAN, d: PlayerState, params: Any,
-          rng: jax.Array) -> Callable[[jax.Array], jax.Array]:
-  """D in training mode at ``params``, for regularisers (collection updates discarded)."""
-  return lambda x: apply_player(gan.discriminator, d, x, train=True, rng=rng, params=params)[0]
+def _d_fn(gan: GAN, d: PlayerState, params: Any, rng: jax.Array,
+          cond: Any = None) -> Callable[[jax.Array], jax.Array]:
+  """D in training mode at ``params`` (given ``cond``), for regularisers (collection updates
+  discarded)."""
+  return lambda x: apply_player(gan.discriminator, d, x, train=True, rng=rng, params=params,
+                                cond=cond)[0]
 
 
 def _d_metrics(gan: GAN, real_out, fake_out, d_loss) -> Metrics:
@@ -242,21 +268,23 @@ def _flat(out: jax.Array) -> jax.Array:
 
 
 def d_outputs(gan: GAN, d: PlayerState, real: jax.Array, fake: jax.Array, rng: jax.Array, *,
-              params: PyTree = None) -> tuple[jax.Array, jax.Array, dict[str, Any]]:
-  """D (player state ``d``, or its ``params``) in training mode on data and on samples:
-  ``(real_out [m], fake_out [m], collections)``. One pass over [real; fake] for a D
-  without collections; with collections (BatchNorm) two, data first, so that each half
-  is normalised by its own statistics."""
+              params: PyTree = None, cond: Any = None
+              ) -> tuple[jax.Array, jax.Array, dict[str, Any]]:
+  """D (player state ``d``, or its ``params``) in training mode on data and on samples, both
+  under condition ``cond`` if given: ``(real_out [m], fake_out [m], collections)``. One
+  pass over [real; fake] for a D without collections; with collections (BatchNorm) two,
+  data first, so that each half is normalised by its own statistics."""
   if d.collections:
     real_key, fake_key = jax.random.split(rng)
     real_out, cols = apply_player(gan.discriminator, d, real, train=True, rng=real_key,
-                                  params=params)
+                                  params=params, cond=cond)
     fake_out, cols = apply_player(gan.discriminator, d.replace(collections=cols), fake,
-                                  train=True, rng=fake_key, params=params)
+                                  train=True, rng=fake_key, params=params, cond=cond)
     return _flat(real_out), _flat(fake_out), cols
   m = real.shape[0]
+  both = None if cond is None else jax.tree.map(lambda c: jnp.concatenate([c, c]), cond)
   out, cols = apply_player(gan.discriminator, d, jnp.concatenate([real, fake], axis=0),
-                           train=True, rng=rng, params=params)
+                           train=True, rng=rng, params=params, cond=both)
   out = _flat(out)  # [2m]
   return out[:m], out[m:], cols
 
@@ -279,20 +307,21 @@ def d_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Array, *,
   """
   check_key(rng, "d_step's rng")
   gan = _bound(gan, kernels, axis_name)
+  x, cond = split_batch(real_batch)
   z_key, drop_key = jax.random.split(rng)
-  fake, _ = apply_player(gan.generator, state.g,
-                         _noise(gan, z_key, real_batch.shape[0], noise), train=True,
-                         rng=jax.random.fold_in(drop_key, 1))
+  fake, _ = apply_player(gan.generator, state.g, _noise(gan, z_key, x.shape[0], noise),
+                         train=True, rng=jax.random.fold_in(drop_key, 1), cond=cond)
   fake = lax.stop_gradient(fake)  # [m, ...]
-  real, d = _real(real_batch, fake, "real_batch"), state.d
+  real, d = _real(x, fake, "real_batch"), state.d
 
   def loss_fn(d_params):
-    real_out, fake_out, cols = d_outputs(gan, d, real, fake, drop_key, params=d_params)
+    real_out, fake_out, cols = d_outputs(gan, d, real, fake, drop_key, params=d_params,
+                                         cond=cond)
     loss = _d_loss(gan, state, real_out, fake_out)
     reg = jnp.zeros((), jnp.float32)
     if gan.d_regularizer is not None:
       reg_key = jax.random.fold_in(drop_key, 2)
-      reg = gan.d_regularizer(_d_fn(gan, d, d_params, reg_key), real, fake,
+      reg = gan.d_regularizer(_d_fn(gan, d, d_params, reg_key, cond), real, fake,
                               jax.random.fold_in(reg_key, 1))
     return loss + reg, (loss, reg, real_out, fake_out, cols)
 
@@ -307,16 +336,17 @@ def d_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Array, *,
 
 
 def g_step(gan: GAN, state: GANState, rng: jax.Array, batch_size: int, *,
-           axis_name: str | None = None, noise: jax.Array | None = None,
+           axis_name: str | None = None, noise: jax.Array | None = None, cond: Any = None,
            real_batch: Batch | None = None, kernels: str = "plain") -> tuple[GANState, Metrics]:
   """One generator update on fresh noise (Algorithm 1, outer step), then the EMA update.
 
   Draws ``batch_size`` noise vectors (or uses ``noise``), scores G(z) with D in
   training mode (dropout on, as the authors trained; D's collection updates
   discarded), and descends G's loss. G's collections take this pass's updates.
-  D is untouched; ``state.step`` is not advanced. ``real_batch`` ([m, ...]): data for
-  a G loss that reads D's outputs on data (``g_loss(fake_out, *, real_out)``); D's
-  outputs on it are constants of G's gradient.
+  D is untouched; ``state.step`` is not advanced. ``cond`` (``[batch_size, ...]``): the
+  condition of a conditional GAN's samples, given to both players. ``real_batch``
+  (``[m, ...]`` or ``(x, cond)``): data for a G loss that reads D's outputs on data
+  (``g_loss(fake_out, *, real_out)``); D's outputs on it are constants of G's gradient.
 
   Returns:
     The new state and metrics ``g_loss``, ``g_grad_norm`` (with ``gan.grad_norms``).
@@ -328,16 +358,16 @@ def g_step(gan: GAN, state: GANState, rng: jax.Array, batch_size: int, *,
   if gan.g_loss_sees_real and real_batch is None:
     raise ValueError("This GAN's g_loss reads D's outputs on data (it takes real_out), so "
                      "g_step needs real_batch=[m, ...] (train_step passes its last minibatch).")
-  real_batch = real_batch if gan.g_loss_sees_real else None
+  real_x, real_cond = split_batch(real_batch) if gan.g_loss_sees_real else (None, None)
 
   def loss_fn(g_params):
     fake, g_cols = apply_player(gan.generator, state.g, z, train=True,
-                                rng=jax.random.fold_in(drop_key, 1), params=g_params)
-    out, _ = apply_player(gan.discriminator, state.d, fake, train=True, rng=drop_key)
+                                rng=jax.random.fold_in(drop_key, 1), params=g_params, cond=cond)
+    out, _ = apply_player(gan.discriminator, state.d, fake, train=True, rng=drop_key, cond=cond)
     real_out = None
-    if real_batch is not None:  # for a G loss that reads D's outputs on data: constants
-      real_out, _ = apply_player(gan.discriminator, state.d, _real(real_batch, fake, "real_batch"),
-                                 train=True, rng=jax.random.fold_in(drop_key, 2))
+    if real_x is not None:  # for a G loss that reads D's outputs on data: constants
+      real_out, _ = apply_player(gan.discriminator, state.d, _real(real_x, fake, "real_batch"),
+                                 train=True, rng=jax.random.fold_in(drop_key, 2), cond=real_cond)
       real_out = lax.stop_gradient(_flat(real_out))
     return _g_loss(gan, state, _flat(out), real_out), g_cols
 
@@ -351,18 +381,20 @@ def _simultaneous_grads(gan: GAN, state: GANState, real_batch: Batch, rng: jax.A
                         noise: jax.Array | None):
   """Both players' gradients from one minibatch and one G(z): (d_grads, g_grads, sample_ct,
   (d_cols, g_cols), metrics). sample_ct, dG_loss / dG(z), is G's read of D's weights."""
+  x, cond = split_batch(real_batch)
   z_key, drop_key = jax.random.split(rng)
   real_key, fake_key = jax.random.split(drop_key)
-  z = _noise(gan, z_key, real_batch.shape[0], noise)
+  z = _noise(gan, z_key, x.shape[0], noise)
   g, d = state.g, state.d
   fake, g_vjp, g_cols = jax.vjp(
       lambda p: apply_player(gan.generator, g, z, train=True,
-                             rng=jax.random.fold_in(drop_key, 1), params=p),
+                             rng=jax.random.fold_in(drop_key, 1), params=p, cond=cond),
       g.params, has_aux=True)  # [m, ...]
-  real = _real(real_batch, fake, "real_batch")
+  real = _real(x, fake, "real_batch")
 
   def d_apply(player, x, key, p):
-    out, cols = apply_player(gan.discriminator, player, x, train=True, rng=key, params=p)
+    out, cols = apply_player(gan.discriminator, player, x, train=True, rng=key, params=p,
+                             cond=cond)
     return _flat(out), cols
 
   real_out, real_vjp, d_cols = jax.vjp(lambda p: d_apply(d, real, real_key, p), d.params,
@@ -380,7 +412,7 @@ def _simultaneous_grads(gan: GAN, state: GANState, real_batch: Batch, rng: jax.A
   if gan.d_regularizer is not None:
     reg_key = jax.random.fold_in(drop_key, 2)
     reg, reg_grads = jax.value_and_grad(lambda p: gan.d_regularizer(
-        _d_fn(gan, d, p, reg_key), real, lax.stop_gradient(fake),
+        _d_fn(gan, d, p, reg_key, cond), real, lax.stop_gradient(fake),
         jax.random.fold_in(reg_key, 1)))(d.params)
     d_grads = jax.tree.map(jnp.add, d_grads, reg_grads)
     metrics["d_reg"] = reg
@@ -426,7 +458,9 @@ def train_step(gan: GAN, state: GANState, real_batches: Batch, rng: jax.Array, *
     gan: the spec; ``gan.update_rule`` picks the mode.
     state: current state.
     real_batches: ``[gan.real_batches_per_step, m, ...]``: k minibatches for the
-      alternating mode (one per D step), one for the simultaneous mode.
+      alternating mode (one per D step), one for the simultaneous mode; or a pair
+      ``(xs, conds)`` of such arrays for a conditional GAN (the G step's samples take
+      the last minibatch's conditions).
     rng: PRNG key for noise and dropout.
     axis_name: data-parallel axis to average over, or None.
     noise: optional ``[gan.noise_batches_per_step, m, latent]``: for the
@@ -441,24 +475,26 @@ def train_step(gan: GAN, state: GANState, real_batches: Batch, rng: jax.Array, *
   """
   check_key(rng, "train_step's rng")
   expected = gan.real_batches_per_step
-  if real_batches.ndim < 2:
-    raise ValueError(f"real_batches has shape {tuple(real_batches.shape)}; train_step takes "
+  xs, conds = split_batch(real_batches, "real_batches")
+  if xs.ndim < 2:
+    raise ValueError(f"real_batches has shape {tuple(xs.shape)}; train_step takes "
                      f"[{expected}, m, ...]: {expected} minibatch(es) of m examples.")
-  if real_batches.shape[0] != expected:
-    raise ValueError(f"real_batches has leading axis {real_batches.shape[0]}; this GAN "
+  if xs.shape[0] != expected:
+    raise ValueError(f"real_batches has leading axis {xs.shape[0]}; this GAN "
                      f"(update_rule={gan.update_rule!r}, k={gan.k}) needs {expected}.")
+  batch = lambda j: xs[j] if conds is None else (xs[j], conds[j])  # noqa: E731
   kw: dict[str, Any] = dict(axis_name=axis_name, kernels=kernels)
   nz = (lambda j: None) if noise is None else (lambda j: noise[j])
   if gan.update_rule == "simultaneous":
-    state, metrics = simultaneous_step(gan, state, real_batches[0], rng, noise=nz(0), **kw)
+    state, metrics = simultaneous_step(gan, state, batch(0), rng, noise=nz(0), **kw)
   else:
     d_metrics = {}
     for j in range(gan.k):
-      state, d_metrics = d_step(gan, state, real_batches[j], jax.random.fold_in(rng, j),
+      state, d_metrics = d_step(gan, state, batch(j), jax.random.fold_in(rng, j),
                                 noise=nz(j), **kw)
-    state, g_metrics = g_step(gan, state, jax.random.fold_in(rng, gan.k),
-                              real_batches.shape[1], noise=nz(gan.k),
-                              real_batch=real_batches[-1] if gan.g_loss_sees_real else None,
+    state, g_metrics = g_step(gan, state, jax.random.fold_in(rng, gan.k), xs.shape[1],
+                              noise=nz(gan.k), cond=None if conds is None else conds[-1],
+                              real_batch=batch(gan.k - 1) if gan.g_loss_sees_real else None,
                               **kw)
     metrics = {**d_metrics, **g_metrics}
   return state.replace(step=state.step + 1), metrics

@@ -10,6 +10,7 @@ from gan_jax.errors import UserError
 from gan_jax.run.experiment import Experiment
 
 PROJECTS = {"mnist": "projects.mnist.experiment:MNIST",
+            "mnist_conditional": "projects.mnist_conditional.experiment:MNISTConditional",
             "gaussian_1d": "projects.gaussian_1d.experiment:Gaussian1D",
             "ring_2d": "projects.ring_2d.experiment:Ring2D"}
 

@@ -98,6 +98,25 @@ NO_MNIST = ("the MNIST files were not found: set GAN_JAX_MNIST_DIR to a folder h
 needs_mnist = pytest.mark.skipif(MNIST_DIR is None, reason=NO_MNIST)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+  """Every program the run compiles goes through one persistent compilation cache, shared by
+  pytest-xdist's workers and the programs tests start (launch.py): the suite compiles the
+  same small programs again and again (a third of tests/core's time without it). Set before
+  any test compiles; the folder lives in pytest's own temporary root, which it rotates."""
+  factory = getattr(config, "_tmp_path_factory", None)
+  if factory is None:
+    return
+  base = factory.getbasetemp()
+  root = base.parent if hasattr(config, "workerinput") else base  # above gw0, gw1, ...
+  cache = root / "jax_cache"
+  cache.mkdir(exist_ok=True)
+  jax.config.update("jax_compilation_cache_dir", str(cache))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = str(cache)  # for the programs tests start
+  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+
+
 def pytest_terminal_summary(terminalreporter):
   """One line saying how many tests did not run for want of the MNIST files."""
   skipped = [r for r in terminalreporter.stats.get("skipped", []) if NO_MNIST in str(r.longrepr)]

@@ -35,22 +35,27 @@ def make_regularizer(gan_cfg: Any) -> Any:
 
 
 def make_gan(config: Any, *, data_dim: int, batches_per_epoch: int,
-             g_loss: Any = None, d_loss: Any = None) -> GAN:
+             g_loss: Any = None, d_loss: Any = None, players: tuple[Any, Any] | None = None
+             ) -> GAN:
   """The GAN spec of an experiment config (sections ``model``, ``optimizer``, ``gan``).
 
   ``batches_per_epoch``: real minibatches in one pass over the training set. Epoch-based
   schedules count optimizer updates: D makes one per minibatch, G one per iteration
   (k minibatches in the alternating mode, one when simultaneous).
   ``g_loss`` / ``d_loss`` replace the config's (a sweep group passes the tuple of
-  its replicas' losses; each replica's state picks one).
+  its replicas' losses; each replica's state picks one). ``players``: (G, D) of a project's
+  own in place of the MLP players that ``config.model`` describes.
   """
   model = config.model
   d_opt_cfg = config.optimizer
   g_opt_cfg = config.get("g_optimizer") or config.optimizer
   k = config.gan.k if config.gan.update_rule == "alternating" else 1
+  dtype = model.get("dtype", "float32")
+  g, d = players or (make_generator(model.generator, data_dim, dtype),
+                     make_discriminator(model.discriminator, dtype))
   return GAN(
-      generator=make_generator(model.generator, data_dim, model.get("dtype", "float32")),
-      discriminator=make_discriminator(model.discriminator, model.get("dtype", "float32")),
+      generator=g,
+      discriminator=d,
       g_optimizer=optim.make_optimizer(g_opt_cfg, steps_per_epoch=max(batches_per_epoch // k, 1)),
       d_optimizer=optim.make_optimizer(d_opt_cfg, steps_per_epoch=batches_per_epoch),
       latent_dim=model.latent_dim,
@@ -82,7 +87,8 @@ def loss_choices(values: list[Any]) -> Any:
   return unique[0] if len(unique) == 1 else unique
 
 
-def make_group_gan(configs: list[Any], *, data_dim: int, batches_per_epoch: int) -> GAN:
+def make_group_gan(configs: list[Any], *, data_dim: int, batches_per_epoch: int,
+                   players: tuple[Any, Any] | None = None) -> GAN:
   """One spec for configs that differ only in per-replica values (``sweep.VMAPPABLE``).
 
   Their G and D losses become tuples of choices when they differ; the rest of
@@ -90,4 +96,5 @@ def make_group_gan(configs: list[Any], *, data_dim: int, batches_per_epoch: int)
   """
   return make_gan(configs[0], data_dim=data_dim, batches_per_epoch=batches_per_epoch,
                   g_loss=loss_choices([c.gan.g_loss for c in configs]),
-                  d_loss=loss_choices([c.gan.get("d_loss", "bce") for c in configs]))
+                  d_loss=loss_choices([c.gan.get("d_loss", "bce") for c in configs]),
+                  players=players)

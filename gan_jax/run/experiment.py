@@ -95,10 +95,12 @@ class Context:
   state: GANState | None = None
   rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
-  def generate(self, z: jax.Array, *, ema: bool | None = None) -> np.ndarray:
-    """Samples of ``state``'s generator for noise ``z`` (``generate`` below)."""
+  def generate(self, z: jax.Array, *, ema: bool | None = None, cond: Any = None
+               ) -> np.ndarray:
+    """Samples of ``state``'s generator for noise ``z`` (and a conditional G's ``cond``;
+    ``generate`` below)."""
     assert self.state is not None
-    return generate(self.gan, self.state, z, ema=ema, kernels=self.kernels)
+    return generate(self.gan, self.state, z, ema=ema, cond=cond, kernels=self.kernels)
 
 
 _generate = jax.jit(steps.generate, static_argnums=0, static_argnames=("ema", "kernels"))
@@ -107,17 +109,22 @@ _estimate = jax.jit(steps.estimate_collections, static_argnums=0,
 
 
 def generate(gan: GAN, state: GANState, z: jax.Array, *, ema: bool | None = None,
-             batch: int = 2_000, kernels: str = "plain") -> np.ndarray:
-  """G(z) in inference mode for noise ``z`` [n, latent], as float32 NumPy [n, features], in
-  compiled batches. ``ema``: as ``gan_jax.generate`` (None: the EMA when the state keeps one);
-  an EMA of a G with BatchNorm samples with statistics re-estimated for the EMA's weights.
+             cond: Any = None, batch: int = 2_000, kernels: str = "plain") -> np.ndarray:
+  """G(z) in inference mode for noise ``z`` [n, latent] (and a conditional G's ``cond``
+  [n, ...]), as float32 NumPy [n, features], in compiled batches. ``ema``: as
+  ``gan_jax.generate`` (None: the EMA when the state keeps one); an EMA of a G with
+  BatchNorm samples with statistics re-estimated for the EMA's weights (a conditional one
+  with the conditions of the first ``batch`` samples).
   """
   ema = state.ema_params is not None if ema is None else ema
   cols = None
+  part = lambda i: None if cond is None else cond[i:i + batch]  # noqa: E731
   if ema and state.g.collections:
-    cols = _estimate(gan, state, jax.random.key(0), ema=True, kernels=kernels)
+    n = min(batch, len(z)) if cond is not None else 256
+    cols = _estimate(gan, state, jax.random.key(0), ema=True, batch_size=n, cond=part(0),
+                     kernels=kernels)
   return np.concatenate([np.asarray(_generate(gan, state, z[i:i + batch], ema=ema,
-                                              collections=cols, kernels=kernels))
+                                              collections=cols, cond=part(i), kernels=kernels))
                          for i in range(0, len(z), batch)])
 
 

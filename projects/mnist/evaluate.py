@@ -80,12 +80,19 @@ class Evaluator:
   def active(self) -> bool:
     return self.parzen or self.scorer is not None
 
+  def samples(self, gan: GAN, state: GANState, key: jax.Array, ema: bool) -> np.ndarray:
+    """The ``num_samples`` generated images this evaluation scores."""
+    return generate(gan, state, sample_latent(gan, key, (self.num_samples,)), ema=ema)
+
   def __call__(self, gan: GAN, state: GANState, key: jax.Array, *, ema: bool = False
                ) -> dict[str, Any]:
     """The metrics of ``state``'s generator (its EMA with ``ema=True``), as a flat dict
     (plus the class histogram). Raw and EMA generators see the same noise."""
-    samples = generate(gan, state, sample_latent(gan, key, (self.num_samples,)), ema=ema)
-    out: dict[str, Any] = {"step": int(state.step)}
+    return {"step": int(state.step), **self.score(self.samples(gan, state, key, ema))}
+
+  def score(self, samples: np.ndarray) -> dict[str, Any]:
+    """The metrics of generated images [N, 784] in [0, 1]."""
+    out: dict[str, Any] = {}
     if self.parzen:
       res = parzen.parzen_evaluate(samples, self.dataset.validation[:NUM_VALIDATION] / 255.0,
                                    self.dataset.test / 255.0)
@@ -131,6 +138,9 @@ def summary(result: dict[str, Any]) -> str:
     parts.append(f"FD {result['frechet_distance']:.2f}, classifier score "
                  f"{result['classifier_score']:.2f}, precision {result['precision']:.3f}, "
                  f"recall {result['recall']:.3f}, {result['classes_covered']}/10 digits covered")
+  if "label_accuracy" in result:
+    parts.append(f"label accuracy {result['label_accuracy']:.3f}, per-digit FD "
+                 f"{result['class_fd_mean']:.2f}")
   return "; ".join(parts)
 
 
@@ -174,6 +184,11 @@ def _rows(workdir: str, result: dict[str, Any]) -> list[tuple[str, str]]:
              ("class histogram (0-9)", " ".join(map(str, result["class_histogram"])))]
   if "val_frechet_distance" in result:
     rows += [("validation Fréchet distance (selection)", f"{result['val_frechet_distance']:.3f}")]
+  if "label_accuracy" in result:  # a conditional generator: the digit asked for, read back
+    rows += [("label accuracy (classifier reads the label asked for)",
+              f"{result['label_accuracy']:.4f}"),
+             ("per-digit Fréchet distance: mean / max",
+              f"{result['class_fd_mean']:.3f} / {result['class_fd_max']:.3f}")]
   return rows
 
 
@@ -265,13 +280,17 @@ def _read(ckpt: checkpoint.Checkpointer, step: int, like: GANState) -> GANState:
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
-                        which: str = "best", *, fields: dict[str, Any]) -> dict[str, Any]:
+                        which: str = "best", *, fields: dict[str, Any], builder: Any = model,
+                        evaluator_cls: type[Evaluator] | None = None,
+                        write_figures: Callable[..., list[str]] | None = None) -> dict[str, Any]:
   """Evaluate one checkpoint of ``workdir``; print a table and write eval.json.
 
   ``which``: "best" (default: the model selected on validation during training,
   ``checkpoints/best``; the newest checkpoint when none was selected), "latest",
   or a step. With an EMA of G in the state, both generators are scored (the
-  EMA's metrics under ``ema_`` keys); the test split is read here, once.
+  EMA's metrics under ``ema_`` keys); the test split is read here, once. Another MNIST
+  project passes its ``builder`` (``make_gan``, ``initial_state``), ``evaluator_cls`` and
+  ``write_figures(gan, state, dataset, root, workdir) -> paths``.
   """
   schema.check(config, 1, fields)  # evaluation runs on one device
   if not os.path.isdir(workdir):
@@ -287,14 +306,14 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
 
   _retrying(check_config)
   dataset = data_lib.load(config.data)
-  gan = model.make_gan([config], dataset)
-  root, like = jax.random.key(config.seed), model.initial_state(config, dataset, gan)
+  gan = builder.make_gan([config], dataset)
+  root, like = jax.random.key(config.seed), builder.initial_state(config, dataset, gan)
   state, described = _load(workdir, which, like)
   if state is None:
     raise UserError(f"There is no checkpoint in {os.path.join(workdir, 'checkpoints')}; train "
                     f"first (python launch.py --config=... --workdir={workdir}) or pass the "
                     f"--workdir of a finished run.")
-  evaluator = Evaluator(config, dataset)
+  evaluator = (evaluator_cls or Evaluator)(config, dataset)
   if not evaluator.active:
     raise UserError("config.evaluation turns every metric off (parzen and classifier_metrics "
                     "are both False); enable one, e.g. --config.evaluation.parzen=True.")
@@ -307,8 +326,10 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
     with open(tmp, "w") as f:
       json.dump(result, f, indent=2)
     os.replace(tmp, os.path.join(workdir, "eval.json"))
-    from projects.mnist import figures  # pylint: disable=import-outside-toplevel
-    written = figures.write_paper_figures(gan, state, dataset, root, workdir)
+    if write_figures is None:
+      from projects.mnist import figures  # pylint: disable=import-outside-toplevel
+      write_figures = figures.write_paper_figures
+    written = write_figures(gan, state, dataset, root, workdir)
   except OSError as e:
     raise UserError(f"The table above could not be saved: {e.filename or workdir} could not be "
                     f"written ({e.strerror}), so eval.json and the figures were not written. "

@@ -94,16 +94,20 @@ class MNIST(Experiment):
       self._evaluator = evaluate.Evaluator(self.config, self.dataset)
     return self._evaluator
 
+  def grid_inputs(self, ctx: Context) -> tuple[jax.Array, Any]:
+    """The fixed noise (and condition) of the sample grids: the same at every evaluation."""
+    return sample_latent(ctx.gan, jax.random.fold_in(ctx.root, 2), (SAMPLE_ROWS**2,)), None
+
   def evaluate(self, ctx: Context) -> dict[str, Any]:
     state, step, out = ctx.state, ctx.step, ctx.out
     assert state is not None
-    fixed_z = sample_latent(ctx.gan, jax.random.fold_in(ctx.root, 2), (SAMPLE_ROWS**2,))
+    fixed_z, cond = self.grid_inputs(ctx)
     # samples/step_N.png shows the generator a run is judged by (the EMA when there is one);
     # samples/raw_step_N.png the raw G beside it.
     os.makedirs(out.path("samples"), exist_ok=True)
     kinds = ((True, ""), (False, "raw_")) if state.ema_params is not None else ((False, ""),)
     for ema, prefix in kinds:
-      images = ctx.generate(fixed_z, ema=ema)
+      images = ctx.generate(fixed_z, ema=ema, cond=cond)
       grid = pictures.image_grid(images, self.dataset.image_shape, rows=SAMPLE_ROWS,
                                   cols=SAMPLE_ROWS)
       pictures.save_png(out.path("samples", f"{prefix}step_{step:07d}.png"), grid)

@@ -1,6 +1,9 @@
 """Every experiment config has the keys, docstring and smoke variant the project promises,
 and the command users know (--config=experiments/NAME.py) loads it."""
 
+import types
+
+import numpy as np
 import pytest
 from conftest import ROOT
 
@@ -36,6 +39,9 @@ def test_config_keys_and_spec(path, arg):
     lookup(config, key)  # raises if absent
   if experiment == "mnist":
     gan = build.make_gan(config, data_dim=784, batches_per_epoch=500)
+  elif experiment == "mnist_conditional":  # its players need the data's size only
+    from projects.mnist_conditional import model  # pylint: disable=import-outside-toplevel
+    gan = model.make_gan([config], types.SimpleNamespace(dim=784, train=np.zeros((50_000, 1))))
   else:  # the toys' specs need no data set
     gan = projects.find(config.experiment)([config]).make_gan(None)
   assert gan.latent_dim == config.model.latent_dim
