@@ -102,11 +102,18 @@ class Evaluator:
       out.update(val_parzen_ll=float(held.mean()),
                  val_parzen_ll_stderr=float(held.std() / np.sqrt(len(held))))
     if self.scorer is not None:
-      out.update(self.scorer(samples))
-      features, _ = self.scorer.featurize(samples)
+      features, probs = self.scorer.featurize(samples)  # once, for every feature metric
+      out.update(self.scorer(samples, featurized=(features, probs)))
       out["val_frechet_distance"] = metrics.frechet_distance(metrics.gaussian_stats(features),
                                                              self.val_stats)
+      out.update(self.feature_extras(features, probs))
     return out
+
+  def feature_extras(self, features: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    """Further metrics of the samples' classifier features and class probabilities (none
+    here; a project's evaluator adds its own)."""
+    del features, probs
+    return {}
 
 
 def score_generators(evaluator: Evaluator, gan: GAN, state: GANState, key: jax.Array,

@@ -45,15 +45,12 @@ class ConditionalEvaluator(evaluate.Evaluator):
     z = sample_latent(gan, key, (self.num_samples,))
     return generate(gan, state, z, ema=ema, cond=self.labels)
 
-  def score(self, samples: np.ndarray) -> dict[str, Any]:
-    out = super().score(samples)
-    if self.class_stats is not None:
-      feats, probs = self.scorer.featurize(samples)
-      out["label_accuracy"] = float(np.mean(np.argmax(probs, axis=1) == self.labels))
-      fds = [metrics.frechet_distance(metrics.gaussian_stats(feats[self.labels == c]),
-                                      self.class_stats[c]) for c in range(NUM_CLASSES)]
-      out.update(class_fd_mean=float(np.mean(fds)), class_fd_max=float(np.max(fds)))
-    return out
+  def feature_extras(self, features: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    assert self.class_stats is not None
+    fds = [metrics.frechet_distance(metrics.gaussian_stats(features[self.labels == c]),
+                                    self.class_stats[c]) for c in range(NUM_CLASSES)]
+    return {"label_accuracy": float(np.mean(np.argmax(probs, axis=1) == self.labels)),
+            "class_fd_mean": float(np.mean(fds)), "class_fd_max": float(np.max(fds))}
 
 
 def grid_inputs(gan: GAN, key: jax.Array, cols: int = 10) -> tuple[jax.Array, np.ndarray]:

@@ -161,9 +161,11 @@ class FeatureScorer:
     self.ref_stats = gaussian_stats(self.ref_features)
     self.ref_radii = knn_radii(self.ref_features, k)
 
-  def __call__(self, images: np.ndarray) -> dict[str, object]:
-    """Fréchet distance, classifier score, precision, recall and class coverage of ``images``."""
-    features, probs = self.featurize(images)
+  def __call__(self, images: np.ndarray, featurized: tuple[np.ndarray, np.ndarray] | None = None
+               ) -> dict[str, object]:
+    """Fréchet distance, classifier score, precision, recall and class coverage of ``images``
+    (``featurized``: their ``featurize`` output, when the caller has it already)."""
+    features, probs = self.featurize(images) if featurized is None else featurized
     precision, recall = precision_recall(self.ref_features, features, self.k,
                                          real_radii=self.ref_radii)
     return {"frechet_distance": frechet_distance(gaussian_stats(features), self.ref_stats),
