@@ -11,6 +11,7 @@ from gan_jax.run.experiment import Experiment
 
 PROJECTS = {"mnist": "projects.mnist.experiment:MNIST",
             "mnist_conditional": "projects.mnist_conditional.experiment:MNISTConditional",
+            "cifar10": "projects.cifar10.experiment:CIFAR10",
             "gaussian_1d": "projects.gaussian_1d.experiment:Gaussian1D",
             "ring_2d": "projects.ring_2d.experiment:Ring2D"}
 

@@ -42,6 +42,9 @@ def test_config_keys_and_spec(path, arg):
   elif experiment == "mnist_conditional":  # its players need the data's size only
     from projects.mnist_conditional import model  # pylint: disable=import-outside-toplevel
     gan = model.make_gan([config], types.SimpleNamespace(dim=784, train=np.zeros((50_000, 1))))
+  elif experiment == "cifar10":  # the training split's size only
+    from projects.cifar10 import model  # pylint: disable=import-outside-toplevel
+    gan = model.make_gan([config], 40_000)
   else:  # the toys' specs need no data set
     gan = projects.find(config.experiment)([config]).make_gan(None)
   assert gan.latent_dim == config.model.latent_dim
