@@ -4,8 +4,11 @@ and a DCGAN-style convolutional pair (BatchNorm in G).
 All take and return flat feature vectors ([B, features]); the conv players reshape to
 ``image_shape`` inside. Every player is called as ``module.apply(variables, inputs,
 train=bool, ...)``. Widths, pieces, activations, dropout rates and initialisation scales
-are attributes. ``dtype`` is the compute dtype (parameters stay float32); ``kernels``
-picks the products' implementation (``gan_jax.kernels``; "auto" follows the step).
+are attributes. The discriminators sow their last hidden layer as ``("intermediates",
+"features")`` (``apply(..., mutable=["intermediates"])`` returns it: features for probes;
+the steps never ask, so it costs nothing there). ``dtype`` is the compute dtype (parameters
+stay float32); ``kernels`` picks the products' implementation (``gan_jax.kernels``; "auto"
+follows the step).
 """
 
 from __future__ import annotations
@@ -132,6 +135,7 @@ class MaxoutDiscriminator(nn.Module):
       else:
         h = activation(self.activation)(
             dense(width, self.dtype, k, kernel_init=init, name=f"hidden_{i}")(h))
+    self.sow("intermediates", "features", h)  # the last hidden layer, for probes (no-op in steps)
     if drop_key is not None and self.hidden:
       h = dropout(h, self.hidden_keep, jax.random.fold_in(drop_key, len(self.hidden)), k)
     logit = dense(1, self.dtype, k, kernel_init=init, name="output")(h)
@@ -193,6 +197,7 @@ class ConvDiscriminator(ConvPlayer):
                              .conv_general_dilated)
     h = nn.leaky_relu(conv(self.features, name="conv_0")(h), 0.2)
     h = nn.leaky_relu(conv(2 * self.features, name="conv_1")(h), 0.2)
+    self.sow("intermediates", "features", h.reshape(b, -1))
     logit = nn.Dense(1, dtype=self.dtype, name="output")(h.reshape(b, -1))
     return logit[..., 0].astype(jnp.float32)
 

@@ -286,6 +286,43 @@ def _read(ckpt: checkpoint.Checkpointer, step: int, like: GANState) -> GANState:
                       ema_params=None)
 
 
+def restore(config: ml_collections.ConfigDict, workdir: str, which: str = "best",
+            builder: Any = model) -> tuple[data_lib.Dataset, GAN, GANState, str]:
+  """(dataset, gan, state, description) of ``workdir``'s checkpoint ``which`` under
+  ``config``, the config it was trained with; read without changing the workdir."""
+  dataset = data_lib.load(config.data)
+  gan = builder.make_gan([config], dataset)
+  state, described = _load(workdir, which, builder.initial_state(config, dataset, gan))
+  if state is None:
+    raise UserError(f"There is no checkpoint in {os.path.join(workdir, 'checkpoints')}; train "
+                    f"first (python launch.py --config=... --workdir={workdir}) or pass the "
+                    f"--workdir of a finished run.")
+  return dataset, gan, state, described
+
+
+def load_run(workdir: str, which: str = "best", **data_fields: str
+             ) -> tuple[ml_collections.ConfigDict, data_lib.Dataset, GAN, GANState, str]:
+  """A trained MNIST run for analyses after training: its saved config (``data_fields``,
+  e.g. ``manual_dir=...``, replace its data section's paths), data, spec and the model
+  selected on validation (``which``: "best", "latest" or a step)."""
+  ckpt = checkpoint.Checkpointer(workdir, read_only=True) if os.path.isdir(
+      os.path.join(workdir, "checkpoints")) else None
+  saved = checkpoint.saved_config(ckpt) if ckpt is not None else None
+  if ckpt is not None:
+    ckpt.close()
+  if saved is None:
+    raise UserError(f"{workdir!r} holds no trained run (no checkpoint with its config); pass "
+                    f"the --workdir of a run of experiments/mnist.py that has checkpointed.")
+  if saved.get("experiment", "mnist") != "mnist":
+    raise UserError(f"{workdir!r} is a run of the {saved.get('experiment')!r} experiment; "
+                    f"this analysis reads runs of experiments/mnist.py (an unconditional G).")
+  config = ml_collections.ConfigDict(saved)
+  for field, value in data_fields.items():
+    if value:
+      config.data[field] = value
+  return (config,) + restore(config, workdir, which)
+
+
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
                         which: str = "best", *, fields: dict[str, Any], builder: Any = model,
                         evaluator_cls: type[Evaluator] | None = None,
@@ -312,14 +349,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
       probe.close()
 
   _retrying(check_config)
-  dataset = data_lib.load(config.data)
-  gan = builder.make_gan([config], dataset)
-  root, like = jax.random.key(config.seed), builder.initial_state(config, dataset, gan)
-  state, described = _load(workdir, which, like)
-  if state is None:
-    raise UserError(f"There is no checkpoint in {os.path.join(workdir, 'checkpoints')}; train "
-                    f"first (python launch.py --config=... --workdir={workdir}) or pass the "
-                    f"--workdir of a finished run.")
+  dataset, gan, state, described = restore(config, workdir, which, builder)
+  root = jax.random.key(config.seed)
   evaluator = (evaluator_cls or Evaluator)(config, dataset)
   if not evaluator.active:
     raise UserError("config.evaluation turns every metric off (parzen and classifier_metrics "
