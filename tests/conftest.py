@@ -178,3 +178,21 @@ def optimized():
 def xla_optimized():
   with optimized():
     yield
+
+
+@pytest.fixture(scope="session")
+def mnist_smoke_run(mnist, tfds_dir, tmp_path_factory):
+  """The workdir of a 50-iteration run of experiments/mnist.py:smoke (no evaluation): a
+  trained run for the analyses that read one (inference, probes)."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  del mnist  # prepared first, by the fixture
+  workdir = str(tmp_path_factory.mktemp("mnist_smoke_run") / "run")
+  out = subprocess.run(
+      [sys.executable, "launch.py", "--config=experiments/mnist.py:smoke", f"--workdir={workdir}",
+       f"--config.data.manual_dir={MNIST_DIR}", f"--config.data.data_dir={tfds_dir}",
+       "--config.num_train_steps=50", "--config.eval_every=50", "--config.checkpoint_every=50",
+       "--config.evaluation.parzen=False", "--config.evaluation.classifier_metrics=False"],
+      cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return workdir
