@@ -28,6 +28,12 @@ def _one_hot(cond: jax.Array, num_classes: int, dtype: Any) -> jax.Array:
   if cond.ndim != 1 or not jnp.issubdtype(cond.dtype, jnp.integer):
     raise ValueError(f"cond has shape {tuple(cond.shape)} and dtype {cond.dtype}; the "
                      f"conditional players take integer labels [B] in [0, {num_classes}).")
+  if not isinstance(cond, jax.core.Tracer) and cond.size and (
+      int(cond.min()) < 0 or int(cond.max()) >= num_classes):
+    # one_hot would give an all-zero row: a silent unconditional sample. Concrete labels are
+    # checked here; under jit the data pipeline's labels are in range by construction.
+    raise ValueError(f"cond holds labels {int(cond.min())}..{int(cond.max())}; the conditional "
+                     f"players take labels in [0, {num_classes}). Pass digit labels 0-9.")
   return jax.nn.one_hot(cond, num_classes, dtype=dtype)
 
 

@@ -38,6 +38,9 @@ def test_the_label_reaches_both_players_and_a_bad_label_is_named():
   assert out.shape == (2,) and not np.isclose(out[0], out[1])
   with pytest.raises(ValueError, match=r"cond has shape \(2, 10\).*integer labels \[B\]"):
     g.apply(g_vars, z, cond=jax.nn.one_hot(labels, 10))
+  for bad in ([3, 10], [-1, 2]):  # one_hot would make these an all-zero, unconditional row
+    with pytest.raises(ValueError, match=r"labels in \[0, 10\)"):
+      d.apply(d_vars, same_z, cond=jnp.array(bad, jnp.int32))
 
 
 def test_grids_have_one_row_per_digit_and_the_same_noise_down_each_column():
