@@ -183,25 +183,46 @@ def iteration_inputs(gan: GAN, source: Source, data: Any, key: jax.Array, step: 
 
 def run_chunk(gan: GAN, source: Source, state: GANState, data: Any, key: jax.Array, *,
               num_steps: int, global_batch: int, device_index: jax.Array | int = 0,
-              num_devices: int = 1, axis_name: str | None = None, kernels: str = "plain"
-              ) -> tuple[GANState, Metrics]:
+              num_devices: int = 1, axis_name: str | None = None, kernels: str = "plain",
+              norms_every: int = 1) -> tuple[GANState, Metrics]:
   """``num_steps`` training iterations from ``state`` on one device's share.
 
   Pure and per-device: under pmap/shard_map pass ``axis_name`` and this
   device's index; alone, leave the defaults. ``kernels``: as ``train_step``'s.
+  ``norms_every`` (with ``gan.grad_norms``; it must divide ``num_steps``): the gradient
+  norms are measured at every ``norms_every``-th iteration only, the last of each group;
+  the others run the step without them. The update is the same either way.
 
   Returns:
-    The new state and metrics stacked over the steps (``[num_steps]`` each).
+    The new state and metrics stacked over the steps (``[num_steps]`` each; the norms
+    ``[num_steps // norms_every]``, of iterations ``norms_every``, ``2 * norms_every``, ...).
   """
 
-  def body(state, _):
-    real, noise, rng = iteration_inputs(gan, source, data, key, state.step,
-                                        global_batch=global_batch, device_index=device_index,
-                                        num_devices=num_devices)
-    return steps.train_step(gan, state, real, rng, axis_name=axis_name, noise=noise,
-                            kernels=kernels)
+  def body(gan: GAN):
+    def one(state, _):
+      real, noise, rng = iteration_inputs(gan, source, data, key, state.step,
+                                          global_batch=global_batch, device_index=device_index,
+                                          num_devices=num_devices)
+      return steps.train_step(gan, state, real, rng, axis_name=axis_name, noise=noise,
+                              kernels=kernels)
+    return one
 
-  return lax.scan(body, state, None, length=num_steps)
+  if not gan.grad_norms or norms_every == 1:
+    return lax.scan(body(gan), state, None, length=num_steps)
+  if norms_every < 1 or num_steps % norms_every:
+    raise ValueError(f"norms_every is {norms_every}; it must be >= 1 and divide num_steps "
+                     f"({num_steps}).")
+  quiet = dataclasses.replace(gan, grad_norms=False)
+
+  def group(state, _):  # norms_every - 1 iterations without the norms, then one with them
+    state, stacked = lax.scan(body(quiet), state, None, length=norms_every - 1)
+    state, last = body(gan)(state, None)
+    return state, (stacked, last)
+
+  state, (stacked, last) = lax.scan(group, state, None, length=num_steps // norms_every)
+  metrics = {k: jnp.concatenate([v, last[k][:, None]], axis=1).reshape(-1)
+             for k, v in stacked.items()}
+  return state, {**last, **metrics}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,7 +240,9 @@ class TrainLoop:
   per-device function over a 1-D mesh of ``devices``) or ``"none"`` (jit on
   the first device). ``kernels``: ``"auto"`` (the CPU rewrites when ``devices``
   are CPUs, the plain kernels elsewhere), ``"plain"`` or ``"cpu"``
-  (``gan_jax.kernels``).
+  (``gan_jax.kernels``). ``norms_every`` (dividing ``steps_per_call``): the gradient
+  norms at every ``norms_every``-th iteration only (``run_chunk``); ``steps_per_call``
+  measures them once per call, at its last iteration.
 
   Sweeps: with ``vmapped=True`` the state and the key passed to each call carry
   a leading replica axis and the chunk is ``jax.vmap``-ed over it, inside the
@@ -238,6 +261,7 @@ class TrainLoop:
   devices: tuple[Any, ...] | None = None
   vmapped: bool = False
   kernels: str = "auto"
+  norms_every: int = 1
 
   def __post_init__(self):
     if self.parallel not in PARALLEL_MODES:
@@ -246,6 +270,9 @@ class TrainLoop:
       raise ValueError("global_batch and steps_per_call must be >= 1; got "
                        f"{self.global_batch} and {self.steps_per_call}.")
     kernels_lib.choose(self.kernels, "cpu")  # an unknown name is refused here
+    if self.norms_every < 1 or self.steps_per_call % self.norms_every:
+      raise ValueError(f"norms_every is {self.norms_every}; it must be >= 1 and divide "
+                       f"steps_per_call ({self.steps_per_call}).")
     split = batch_split_error(self.global_batch, self.num_devices)
     if split:
       raise ValueError(f"The global batch size {split}.")
@@ -277,7 +304,7 @@ class TrainLoop:
     """(state, data, key) -> (state, metrics) for this device's share."""
     kw: dict[str, Any] = dict(num_steps=self.steps_per_call, global_batch=self.global_batch,
               device_index=device_index, num_devices=num_devices, axis_name=axis_name,
-              kernels=self.kernels_used)
+              kernels=self.kernels_used, norms_every=self.norms_every)
 
     def chunk(state, data, key):
       return run_chunk(self.gan, self.source, state, data, key, **kw)

@@ -17,12 +17,16 @@ class Divergence(UserError):
 def first_nonfinite(metrics: dict[str, np.ndarray], first_step: int
                     ) -> tuple[str, float, int] | None:
   """(quantity, value, step) of the earliest non-finite metric of a chunk that followed
-  ``first_step``, or None."""
-  found = None
+  ``first_step``, or None. A metric measured at every s-th iteration only (shorter than
+  the chunk, as the gradient norms with ``norms_every``) is placed at those iterations."""
+  found, length = None, max((len(v) for v in metrics.values()), default=0)
   for key, values in sorted(metrics.items()):
     bad = np.flatnonzero(~np.isfinite(values))
-    if bad.size and (found is None or first_step + bad[0] + 1 < found[2]):
-      found = (key, float(values[bad[0]]), first_step + int(bad[0]) + 1)
+    if not bad.size:
+      continue
+    step = first_step + (int(bad[0]) + 1) * (length // len(values))
+    if found is None or step < found[2]:
+      found = (key, float(values[bad[0]]), step)
   return found
 
 

@@ -38,7 +38,16 @@ def devices_for(config: Config) -> list[Any]:
 def chunk_length(config: Config) -> int:
   """Iterations per compiled call: every log, eval and checkpoint falls on a boundary."""
   return math.gcd(config.get("steps_per_call", 500), config.log_every, config.eval_every,
+                  config.get("eval_early_every", 0),
                   config.checkpoint_every)
+
+
+def evaluates_at(config: Config, step: int) -> bool:
+  """Whether an evaluation falls at ``step``: every ``eval_every`` steps, and every
+  ``eval_early_every`` steps up to ``eval_early_until`` (denser early, sparser late)."""
+  early = config.get("eval_early_every", 0)
+  return step % config.eval_every == 0 or bool(
+      early and step <= config.get("eval_early_until", 0) and step % early == 0)
 
 
 def prepare_workdir(workdir: str) -> None:
@@ -116,10 +125,12 @@ class Group:
     """The compiled chunk of ``length`` iterations (default: the full chunk)."""
     length = length or chunk_length(self.config)
     if length not in self._loops:  # a final partial chunk compiles once more
+      every = self.config.gan.get("grad_norms_every", 0)
       self._loops[length] = TrainLoop(
           self.gan, self.data.source, global_batch=self.config.batch_size,
           steps_per_call=length, parallel=self.config.get("parallel", "pmap"),
-          devices=self.devices, vmapped=True, kernels=self.kernels)
+          devices=self.devices, vmapped=True, kernels=self.kernels,
+          norms_every=every if every and length % every == 0 else length)
     return self._loops[length]
 
   def put(self, states: list[GANState]) -> Any:

@@ -34,9 +34,12 @@ def save_png(path: str, image: np.ndarray) -> None:
 
 
 def plot_curves(rows: Sequence[dict], path: str) -> None:
-  """Losses, V and D's outputs against the step, from metrics.jsonl rows, as one PNG."""
+  """Losses, V and D's outputs against the step, from metrics.jsonl rows, as one PNG (the
+  rows of logged steps; an evaluation between logs writes a row without losses)."""
+  rows = [r for r in rows if "d_loss" in r]
+  if not rows:
+    return
   plt = pyplot()
-
   steps = [r["step"] for r in rows]
   fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
   logits = "d_real" in rows[0]  # the BCE game; else a critic's raw outputs

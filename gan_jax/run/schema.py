@@ -72,6 +72,10 @@ COMMON: dict[str, Any] = {
     "num_train_steps": positive(),
     "log_every": positive(),
     "eval_every": positive(),
+    # a denser cadence early, when the models change fastest: also every eval_early_every
+    # steps up to step eval_early_until (0: none)
+    "eval_early_every": Field("int", lambda v: v >= 0, "an integer >= 0 (0: none)", default=0),
+    "eval_early_until": Field("int", lambda v: v >= 0, "an integer >= 0", default=0),
     "checkpoint_every": positive(),
     "steps_per_call": positive(default=500),
     "keep_checkpoints": positive(default=2),
@@ -95,8 +99,12 @@ COMMON: dict[str, Any] = {
         # gamma of a power-function EMA (decay min(ema_decay, (1 - 1/t)^(gamma+1)) at G
         # update t: an average over the last ~1/(gamma+2) of the run); 0 = a constant decay.
         "ema_power": Field("float", *state.RULES["ema_power"], default=0.0),
-        # d_grad_norm / g_grad_norm recorded at every step; False leaves them out.
+        # d_grad_norm / g_grad_norm recorded; False leaves them out. They are metrics, not part
+        # of the update: measured at every grad_norms_every-th iteration, or with 0 once per
+        # compiled call (its last iteration, so at every logged step); 1 = every iteration.
         "grad_norms": Field("bool", default=True),
+        "grad_norms_every": Field("int", lambda v: v >= 0, "an integer >= 0 (0: at logged "
+                                  "steps only)", default=0),
         "real_label": Field("float", *state.RULES["real_label"]),
         "k": Field("int", *state.RULES["k"]),
         "update_rule": choice(state.UPDATES),
@@ -125,7 +133,7 @@ MLP_PLAYERS: dict[str, Any] = {
 OPTIONAL_SECTIONS = ("g_optimizer",)
 
 # Settings that may differ between a checkpoint and the run that resumes it.
-RESUMABLE_CHANGES = ("num_train_steps", "log_every", "eval_every", "checkpoint_every",
+RESUMABLE_CHANGES = ("num_train_steps", "log_every", "eval_every", "eval_early", "checkpoint_every",
                      "steps_per_call", "kernels", "experiment", "keep_checkpoints", "keep_every",
                      "parallel", "sweep",
                      "on_divergence", "max_rollbacks", "data.manual_dir", "data.data_dir",

@@ -13,6 +13,7 @@ compiled chunk of hundreds of steps), and its metric writers import TensorFlow.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from gan_jax.run.group import (
   Run,
   chunk_length,
   devices_for,
+  evaluates_at,
   is_main,
   open_group,
   prepare_workdir,
@@ -136,24 +138,26 @@ def train_group(experiment: type[Experiment], configs: list[Config], workdirs: l
 
 @dataclasses.dataclass
 class Periodic:
-  """``fn(group)`` at every multiple of any of ``every`` and at the last step. Chunks end on
-  every multiple (``chunk_length``), so none is missed."""
+  """``fn(group)`` at the steps where ``when(step)`` holds and at the last step. Chunks end
+  on every such step (``chunk_length``), so none is missed."""
 
-  every: tuple[int, ...]
+  when: Callable[[int], bool]
   fn: Callable[[Group], None]
 
   def __call__(self, g: Group) -> None:
-    if g.step >= g.total or any(g.step % n == 0 for n in self.every):
+    if g.step >= g.total or self.when(g.step):
       self.fn(g)
 
 
 def _train(g: Group) -> list[GANState]:
   """The training loop of every experiment: chunks, then the periodic actions."""
   c = g.config
+  evaluating = functools.partial(evaluates_at, c)
   # With model selection every evaluation is checkpointed too: a new best is that checkpoint.
-  saves = (c.checkpoint_every,) + ((c.eval_every,) if g.selection else ())
-  actions = [Periodic((c.log_every,), _log), Periodic((c.eval_every,), _evaluate),
-             Periodic((1,), _record), Periodic(saves, _checkpoint)]
+  saves = lambda s: s % c.checkpoint_every == 0 or (g.selection is not None  # noqa: E731
+                                                     and evaluating(s))
+  actions = [Periodic(lambda s: s % c.log_every == 0, _log), Periodic(evaluating, _evaluate),
+             Periodic(lambda s: True, _record), Periodic(saves, _checkpoint)]
   _announce(g)
   with preemption.STOP.installed() as stop:
     while g.step < g.total:

@@ -96,10 +96,12 @@ class Ring2D(experiment.Experiment):
   @classmethod
   def check(cls, config, num_devices) -> None:
     super().check(config, num_devices)
-    if not config.gan.get("grad_norms", True):
-      raise UserError("config.gan.grad_norms is False, but this experiment measures G's "
-                      "gradient norm over the first config.early_steps steps (the minimax "
-                      "loss's saturation); leave it True.")
+    if not config.gan.get("grad_norms", True) or config.gan.get("grad_norms_every", 1) != 1:
+      raise UserError(f"config.gan.grad_norms is {config.gan.get('grad_norms', True)} and "
+                      f"grad_norms_every {config.gan.get('grad_norms_every', 1)}, but this "
+                      f"experiment measures G's gradient norm at every one of the first "
+                      f"config.early_steps steps (the minimax loss's saturation); set "
+                      f"grad_norms=True and grad_norms_every=1.")
 
   def load_data(self) -> Data:
     d = self.config.data

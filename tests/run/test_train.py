@@ -29,6 +29,10 @@ def test_divergence_names_the_step_and_the_quantity():
   with pytest.raises(UserError, match="g_grad_norm became inf at step 1. No checkpoint"):
     _check_finite({"g_grad_norm": np.array([np.inf])}, 0, None)
   _check_finite({"d_loss": np.array([0.5, 0.6])}, 0, None)  # finite: no error
+  # norms measured at every 5th iteration of a 10-iteration chunk sit at iterations 5 and 10
+  sparse = {"d_loss": np.ones(10), "d_grad_norm": np.array([1.0, np.inf])}
+  with pytest.raises(UserError, match="d_grad_norm became inf at step 110"):
+    _check_finite(sparse, 100, 100)
 
 
 def test_chunk_length_puts_every_event_on_a_boundary():

@@ -58,7 +58,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer = ml_collections.ConfigDict(dict(name="adam", learning_rate=1e-3, b1=0.5,
                                                     b2=0.999))
   config.gan = ml_collections.ConfigDict(dict(k=1, update_rule="alternating",
-                                              g_loss="non_saturating", real_label=1.0))
+                                              g_loss="non_saturating", real_label=1.0,
+                                              grad_norms_every=1))  # G's norm at every step
 
   if arg == "smoke":
     config.num_train_steps = 100

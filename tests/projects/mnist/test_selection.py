@@ -216,3 +216,23 @@ def test_an_fd_difference_within_its_noise_does_not_flip_the_choice_and_a_blur_d
   sharper = {**noise, "ema_val_frechet_distance": 50.0}
   assert up.candidate({**sharper, "ema_val_parzen_ll": 74.0})[0] == (50.0, "ema")
   assert up.candidate({**sharper, "ema_val_parzen_ll": 70.0})[0] == (59.2, "raw")
+
+
+def test_a_denser_early_cadence_evaluates_and_checkpoints_there_and_norms_wait_for_logs(
+    monkeypatch, tmp_path):
+  monkeypatch.setattr(data_lib, "load", lambda _: synthetic_mnist(0.0))
+  config = tiny_config(200)
+  config.steps_per_call, config.log_every, config.eval_every = 100, 100, 100
+  config.eval_early_every, config.eval_early_until = 25, 50
+  assert train.chunk_length(config) == 25
+  train.train_and_evaluate(config, str(tmp_path), MNIST)
+  rows = rows_of(tmp_path)
+  assert [r["step"] for r in rows if "val_parzen_ll" in r] == [25, 50, 100, 200]
+  assert [r["step"] for r in rows if "g_grad_norm" in r] == [100, 200]
+  assert all(np.isfinite(r["g_grad_norm"]) and r["g_grad_norm"] > 0
+             for r in rows if "g_grad_norm" in r)
+  selected = [r["selected_step"] for r in rows if "selected_step" in r]
+  assert selected[0] == 25 and set(selected) <= {25, 50, 100, 200}  # early evals select too
+  best = checkpoint.Checkpointer(str(tmp_path), subdir=checkpoint.BEST, read_only=True)
+  assert best.latest_step() == selected[-1]
+  best.close()
