@@ -2,8 +2,10 @@
 
 The paper's section 7 suggests "an auxiliary network to predict z given x", trained after
 G, like the wake-sleep algorithm's recognition model but with G fixed. ``fit_encoder``
-draws fresh pairs (z, G(z)) at every step and fits E(G(z)) to z by squared error; it takes
-no data set, so real images can never reach E's training.
+draws fresh pairs (z, G(z)) at every step and fits E(G(z)) to z by squared error, plus,
+with ``pixel_weight``, G(E(G(z))) to G(z) (through the fixed G: many z give nearly the same
+image, so the latent error alone does not say how well E's guess redraws it); it takes no
+data set, so real images can never reach E's training.
 """
 
 from __future__ import annotations
@@ -48,16 +50,17 @@ def for_gan(gan: GAN, hidden: Sequence[int] = (1200, 1200)) -> Encoder:
 
 def fit_encoder(gan: GAN, state: GANState, encoder: Encoder, rng: jax.Array, *,
                 steps_total: int, batch_size: int = 100, learning_rate: float = 1e-3,
-                ema: bool | None = None, chunk: int = 500,
+                ema: bool | None = None, chunk: int = 500, pixel_weight: float = 0.0,
                 report: Any = None) -> tuple[Any, list[float]]:
   """E's parameters fitted to invert ``state``'s G (its EMA when ``ema`` or, None, when the
-  state keeps one): Adam on mean squared error ``|E(G(z)) - z|^2`` over fresh noise, in
-  jitted chunks of ``chunk`` steps. Returns (params, the mean loss of each chunk)."""
+  state keeps one): Adam on the mean squared error ``|E(G(z)) - z|^2 / latent_dim`` over
+  fresh noise, plus ``pixel_weight`` times ``|G(E(G(z))) - G(z)|^2 / pixels``, in jitted
+  chunks of ``chunk`` steps. Returns (params, the mean latent error of each chunk)."""
   params = encoder.init(jax.random.fold_in(rng, 0), jnp.zeros((1, _data_dim(gan, state))))
   opt = optax.adam(learning_rate)
   opt_state = opt.init(params)
   run = jax.jit(functools.partial(_chunk, gan, encoder, opt, ema=ema, batch_size=batch_size,
-                                  length=chunk))
+                                  length=chunk, pixel_weight=pixel_weight))
   losses = []
   for start in range(0, steps_total, chunk):
     params, opt_state, loss = run(state, params, opt_state, jax.random.fold_in(rng, start + 1))
@@ -72,15 +75,21 @@ def _data_dim(gan: GAN, state: GANState) -> int:
   return jax.eval_shape(lambda s, z: steps.generate(gan, s, z, ema=False), state, z).shape[-1]
 
 
-def _chunk(gan, encoder, opt, state, params, opt_state, key, *, ema, batch_size, length):
+def _chunk(gan, encoder, opt, state, params, opt_state, key, *, ema, batch_size, length,
+           pixel_weight):
   def loss_fn(p, x, z):
-    return jnp.mean(jnp.sum((encoder.apply(p, x) - z) ** 2, axis=-1)) / gan.latent_dim
+    z_hat = encoder.apply(p, x)
+    latent = jnp.mean(jnp.sum((z_hat - z) ** 2, axis=-1)) / gan.latent_dim
+    if not pixel_weight:
+      return latent, latent
+    pixels = jnp.mean((steps.generate(gan, state, z_hat, ema=ema) - x) ** 2)
+    return latent + pixel_weight * pixels, latent
 
   def body(carry, i):
     p, o = carry
     z = sample_latent(gan, jax.random.fold_in(key, i), (batch_size,))
     x = jax.lax.stop_gradient(steps.generate(gan, state, z, ema=ema))  # G stays fixed
-    loss, grads = jax.value_and_grad(loss_fn)(p, x, z)
+    (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, x, z)
     updates, o = opt.update(grads, o, p)
     return (optax.apply_updates(p, updates), o), loss
 

@@ -4,8 +4,9 @@
       [--steps=20000] [--manual_dir=/path/to/mnist]
 
 E is trained on fresh pairs (z, G(z)) of the run's model selected on validation (never on a
-real image), then measured: latent recovery on 10,000 fresh samples (mean squared error of
-E(G(z)) against z, per dimension, beside the prior's variance, 1) and reconstructions
+real image; the latent error plus --pixel_weight times the pixel error of G(E(G(z)))), then
+measured: latent recovery on 10,000 fresh samples (mean squared error of E(G(z)) against
+z, per dimension, beside the prior's variance, 1) and reconstructions
 G(E(x)) of the 10,000 test images (pixel MSE, and the share that the feature classifier
 reads as the test image's own digit). Writes results.json, reconstructions.png (rows of
 test images, each above its reconstructions) and encoder.msgpack (E's parameters).
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   p.add_argument("--checkpoint", default="best", help="best (default), latest or a step")
   p.add_argument("--steps", type=int, default=20_000, help="E's Adam steps (batch 100)")
   p.add_argument("--learning_rate", type=float, default=1e-3)
+  p.add_argument("--pixel_weight", type=float, default=30.0,
+                 help="weight of |G(E(G(z))) - G(z)|^2 per pixel beside the latent error")
   p.add_argument("--hidden", default="1200,1200", help="E's hidden widths")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--manual_dir", default="", help="the MNIST files, as config.data.manual_dir")
@@ -87,11 +90,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   start = time.time()
   params, losses = encoder_lib.fit_encoder(
       gan, state, enc, jax.random.fold_in(rng, 1), steps_total=args.steps,
-      learning_rate=args.learning_rate,
+      learning_rate=args.learning_rate, pixel_weight=args.pixel_weight,
       report=lambda step, loss: print(f"step {step}/{args.steps}  latent MSE {loss:.4f}",
                                       flush=True) if step % 5_000 == 0 else None)
   fit_seconds = time.time() - start
   result = {"gan_workdir": args.gan_workdir, "checkpoint": described, "steps": args.steps,
+            "pixel_weight": args.pixel_weight,
             "seed": args.seed, "fit_seconds": round(fit_seconds, 1), "train_losses": losses,
             **measure(gan, state, enc, params, dataset, clf, jax.random.fold_in(rng, 2))}
   x = dataset.test[:GRID_ROWS * GRID_COLS].astype(np.float32) / 255.0
