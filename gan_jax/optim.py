@@ -22,13 +22,18 @@ def momentum_sgd(learning_rate: Any, momentum: Any) -> optax.GradientTransformat
 
 
 def _decayed_momentum_sgd(learning_rate: Any, momentum: Any, *, decay_factor: float,
-                          min_learning_rate: float) -> optax.GradientTransformation:
-  """momentum_sgd at ``max(learning_rate / decay_factor**t, min_learning_rate)`` for update t."""
+                          min_learning_rate: float, warmup_steps: int = 0
+                          ) -> optax.GradientTransformation:
+  """momentum_sgd at ``max(learning_rate / decay_factor**t, min_learning_rate)`` for update t,
+  times ``min(1, (t + 1) / warmup_steps)`` with a warmup."""
   log_decay = float(np.log(decay_factor))
 
   def rate(count):
-    return jnp.maximum(learning_rate * jnp.exp(-log_decay * count.astype(jnp.float32)),
-                       min_learning_rate)
+    t = count.astype(jnp.float32)
+    lr = jnp.maximum(learning_rate * jnp.exp(-log_decay * t), min_learning_rate)
+    if warmup_steps:
+      lr = lr * jnp.minimum(1.0, (t + 1.0) / warmup_steps)
+    return lr
 
   return momentum_sgd(rate, momentum)
 
@@ -36,17 +41,18 @@ def _decayed_momentum_sgd(learning_rate: Any, momentum: Any, *, decay_factor: fl
 def paper_sgd(*, learning_rate: float = 0.1, decay_factor: float = 1.000004,
               min_learning_rate: float = 1e-6, init_momentum: float = 0.5,
               final_momentum: float = 0.7, momentum_start_epoch: int = 1,
-              momentum_saturate_epoch: int = 250, steps_per_epoch: int = 500
-              ) -> optax.GradientTransformation:
+              momentum_saturate_epoch: int = 250, steps_per_epoch: int = 500,
+              warmup_steps: int = 0) -> optax.GradientTransformation:
   """The authors' MNIST optimizer (goodfeli/adversarial mnist.yaml).
 
   Learning rate ``learning_rate / decay_factor**t`` at minibatch t, floored at
   ``min_learning_rate``; momentum rising linearly from ``init_momentum`` to
   ``final_momentum`` between the given epochs (``steps_per_epoch`` minibatches
-  each). The base learning rate and the current momentum are in the optimizer
-  state (``opt_state.hyperparams``): the base rate is an array a sweep may set
-  per replica (``state.set_hparams``); ``current_learning_rate`` gives the
-  decayed one.
+  each); ``warmup_steps`` > 0 (not the authors') ramps the rate up linearly over the first
+  updates, which lets rates above theirs start without diverging. The base learning rate
+  and the current momentum are in the optimizer state (``opt_state.hyperparams``): the
+  base rate is an array a sweep may set per replica (``state.set_hparams``);
+  ``current_learning_rate`` gives the decayed one.
   """
   span = max(momentum_saturate_epoch - momentum_start_epoch, 1)
 
@@ -56,9 +62,10 @@ def paper_sgd(*, learning_rate: float = 0.1, decay_factor: float = 1.000004,
     return init_momentum + (final_momentum - init_momentum) * frac
 
   return optax.inject_hyperparams(_decayed_momentum_sgd,
-                                  static_args=("decay_factor", "min_learning_rate"))(
+                                  static_args=("decay_factor", "min_learning_rate",
+                                               "warmup_steps"))(
       learning_rate=learning_rate, momentum=momentum, decay_factor=decay_factor,
-      min_learning_rate=min_learning_rate)
+      min_learning_rate=min_learning_rate, warmup_steps=warmup_steps)
 
 
 def current_learning_rate(cfg: Any, opt_state: Any) -> float | None:
@@ -70,6 +77,8 @@ def current_learning_rate(cfg: Any, opt_state: Any) -> float | None:
   if cfg.name == "paper_sgd":
     count = int(opt_state.count)
     lr = max(lr / cfg.decay_factor ** count, cfg.min_learning_rate)
+    if getattr(cfg, "warmup_steps", 0):
+      lr *= min(1.0, (count + 1) / cfg.warmup_steps)
   return lr
 
 
@@ -91,7 +100,7 @@ def make_optimizer(cfg: Any, *, steps_per_epoch: int, learning_rate: float | Non
                      final_momentum=cfg.final_momentum,
                      momentum_start_epoch=cfg.momentum_start_epoch,
                      momentum_saturate_epoch=cfg.momentum_saturate_epoch,
-                     steps_per_epoch=steps_per_epoch)
+                     steps_per_epoch=steps_per_epoch, warmup_steps=getattr(cfg, "warmup_steps", 0))
   if name == "sgd":
     return optax.inject_hyperparams(momentum_sgd)(learning_rate=lr, momentum=cfg.momentum)
   if name == "adam":

@@ -56,6 +56,7 @@ _OPTIMIZER_FIELDS = {
         "final_momentum": Field("float", lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"),
         "momentum_start_epoch": Field("int", lambda v: v >= 0, "an integer >= 0"),
         "momentum_saturate_epoch": Field("int", lambda v: v >= 0, "an integer >= 0"),
+        "warmup_steps": Field("int", lambda v: v >= 0, "an integer >= 0", default=0),
     },
     "sgd": {"learning_rate": positive("float"),
             "momentum": Field("float", lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")},

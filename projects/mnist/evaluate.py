@@ -71,10 +71,18 @@ class Evaluator:
       clf = classifier.load_or_train(dataset, cache_dir=ev.get("classifier_dir", ""),
                                      verbose=jax.process_index() == 0)
       self.classifier_accuracy = clf.test_accuracy
-      self.scorer = metrics.FeatureScorer(clf.features_and_probs, dataset.test / 255.0,
-                                          k=int(ev.get("nearest_k", 5)))
-      self.val_stats = metrics.gaussian_stats(
-          clf.features_and_probs(dataset.validation / 255.0)[0])
+      k = int(ev.get("nearest_k", 5))
+
+      def reference():
+        feats = clf.features_and_probs(dataset.test / 255.0)[0]
+        return {"features": feats, "radii": metrics.knn_radii(feats, k)}
+
+      ref = classifier.cached(clf, f"test_k{k}", dataset.test, reference)
+      self.scorer = metrics.FeatureScorer(clf.features_and_probs, dataset.test / 255.0, k=k,
+                                          ref_features=ref["features"], ref_radii=ref["radii"])
+      val = classifier.cached(clf, "validation", dataset.validation, lambda: {
+          "features": clf.features_and_probs(dataset.validation / 255.0)[0]})
+      self.val_stats = metrics.gaussian_stats(val["features"])
 
   @property
   def active(self) -> bool:

@@ -79,3 +79,27 @@ def test_unknown_optimizer_is_refused():
 
   with pytest.raises(ValueError, match="paper_sgd"):
     optim.make_optimizer(Cfg(), steps_per_epoch=1)
+
+
+def test_a_warmup_ramps_the_rate_up_and_none_changes_nothing():
+  grads = [1.0, -2.0, 0.5, 1.0, 3.0, -1.0]
+  plain, _ = run(optim.paper_sgd(steps_per_epoch=2), grads)
+  zero, _ = run(optim.paper_sgd(steps_per_epoch=2, warmup_steps=0), grads)
+  assert zero == plain  # bitwise: the authors' schedule is untouched
+  warm, state = run(optim.paper_sgd(learning_rate=0.2, momentum_start_epoch=10,
+                                    steps_per_epoch=2, warmup_steps=4), [1.0] * 6)
+  # Momentum 0.5 throughout; rates 0.05, 0.1, 0.15, 0.2, 0.2, ... (times the tiny decay).
+  rates = [0.2 * min(1.0, (t + 1) / 4) / 1.000004 ** t for t in range(6)]
+  v = p = 0.0
+  expect = []
+  for r in rates:
+    v = 0.5 * v - r
+    p += v
+    expect.append(p)
+  np.testing.assert_allclose(warm, expect, rtol=1e-5)
+
+  class Cfg(_Cfg):
+    decay_factor, min_learning_rate, warmup_steps = 1.000004, 1e-6, 8
+
+  np.testing.assert_allclose(optim.current_learning_rate(Cfg, state),
+                             0.2 * 7 / 8 / 1.000004 ** 6, rtol=1e-6)

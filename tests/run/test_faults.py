@@ -294,7 +294,7 @@ def test_eval_while_a_run_checkpoints_every_step_leaves_the_run_untouched(tfds_d
   directory of the checkpoint the trainer is writing, and a checkpoint that retention
   rotates away while eval reads it is looked up again."""
   workdir = str(tmp_path / "run")
-  changes = {"num_train_steps": 120, "steps_per_call": 1, "log_every": 1,
+  changes = {"num_train_steps": 60, "steps_per_call": 1, "log_every": 1,
              "checkpoint_every": 1, "keep_checkpoints": 2}
   trainer = start(workdir, tfds_dir, **changes)
   wait_for(trainer, "Training ")
@@ -311,9 +311,9 @@ def test_eval_while_a_run_checkpoints_every_step_leaves_the_run_untouched(tfds_d
     scored += 1
   out = trainer.stdout.read()
   assert trainer.wait() == 0, out[-3000:]
-  assert "Done: 120 iterations" in out
-  assert steps_of(workdir) == [119, 120]
-  final_state(workdir, 120)  # reads back against its digest
+  assert "Done: 60 iterations" in out
+  assert steps_of(workdir) == [59, 60]
+  final_state(workdir, 60)  # reads back against its digest
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -16,6 +16,7 @@ then renamed), so an interrupted training never leaves a half-written entry.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -24,6 +25,8 @@ import os
 import shutil
 import tempfile
 import time
+import zipfile
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -83,6 +86,7 @@ class Classifier:
   module: MNISTClassifier
   params: Any
   info: dict
+  entry: str = ""  # its cache folder ("" when it could not be cached)
 
   @property
   def test_accuracy(self) -> float:
@@ -203,14 +207,14 @@ def _load_verified(module: MNISTClassifier, entry: str, dataset) -> Classifier:
   digest = info.get("params_sha256")
   if digest is not None and hashlib.sha256(raw).hexdigest() != digest:
     raise ValueError("its parameters do not match the SHA-256 recorded when it was cached")
-  like = module.init(jax.random.key(0), jnp.zeros((1, 784)))["params"]
-  params = flax.serialization.from_bytes(like, raw)
+  like = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, 784)))["params"]
+  params = jax.tree.map(jnp.asarray, flax.serialization.from_bytes(like, raw))
   if digest is None:
     acc = accuracy(module, params, dataset.test / 255.0, dataset.test_labels)
     if not abs(acc - float(info["test_accuracy"])) < 1e-6:
       raise ValueError(f"its test accuracy is {acc:.4f}, not the {info['test_accuracy']:.4f} "
                        f"recorded when it was cached")
-  return Classifier(module, params, info)
+  return Classifier(module, params, info, entry)
 
 
 def _training_set(dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -287,4 +291,33 @@ def load_or_train(dataset, *, cache_dir: str = "", settings: TrainSettings = Tra
     print(f"warning: the MNIST classifier could not be cached in {cache_dir} ({e.strerror}); "
           f"it will be trained again next time. Set GAN_JAX_CACHE to a writable folder.",
           flush=True)
-  return Classifier(module, params, info)
+    return Classifier(module, params, info)
+  return Classifier(module, params, info, entry if os.path.isdir(entry) else "")
+
+
+def cached(clf: Classifier, name: str, images: np.ndarray,
+           compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+  """``compute()``'s arrays for real uint8 ``images``, kept in the classifier's cache folder
+  under ``name`` and the images' SHA-256: the reference features every run start and
+  --mode=eval need cost seconds each to recompute. Unreadable or unwritable: recomputed."""
+  if not clf.entry:
+    return compute()
+  key = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()[:16]
+  path = os.path.join(clf.entry, f"{name}_{key}.npz")
+  try:
+    with np.load(path) as f:
+      return dict(f)
+  except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+    pass
+  arrays = compute()
+  tmp = ""
+  try:
+    fd, tmp = tempfile.mkstemp(dir=clf.entry, prefix=".tmp_", suffix=".npz")
+    with os.fdopen(fd, "wb") as f:
+      np.savez(f, **arrays)
+    os.replace(tmp, path)  # atomic: a reader sees no file or a whole one
+  except OSError:
+    with contextlib.suppress(OSError):
+      if tmp:
+        os.unlink(tmp)
+  return arrays

@@ -153,13 +153,14 @@ class FeatureScorer:
   reference set's statistics and nearest-neighbour radii are computed once, here.
   """
 
-  def __init__(self, featurize, reference: np.ndarray, *, k: int = 5, min_share: float = 0.01):
+  def __init__(self, featurize, reference: np.ndarray, *, k: int = 5, min_share: float = 0.01,
+               ref_features: np.ndarray | None = None, ref_radii: np.ndarray | None = None):
     self.featurize = featurize
     self.k = k
     self.min_share = min_share
-    self.ref_features, _ = featurize(reference)
+    self.ref_features = featurize(reference)[0] if ref_features is None else ref_features
     self.ref_stats = gaussian_stats(self.ref_features)
-    self.ref_radii = knn_radii(self.ref_features, k)
+    self.ref_radii = knn_radii(self.ref_features, k) if ref_radii is None else ref_radii
 
   def __call__(self, images: np.ndarray, featurized: tuple[np.ndarray, np.ndarray] | None = None
                ) -> dict[str, object]:

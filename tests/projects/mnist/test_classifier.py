@@ -41,6 +41,31 @@ def test_second_use_loads_the_cache_without_training(mnist, mnist_classifier, mo
   assert again.info == clf.info
 
 
+def test_reference_features_are_cached_beside_the_classifier_and_recomputed_when_damaged(
+    mnist, mnist_classifier):
+  clf, _ = mnist_classifier
+  calls = []
+
+  def compute(images):
+    calls.append(len(images))
+    return {"features": clf.features_and_probs(images / 255.0)[0]}
+
+  first, second = mnist.test[:20], mnist.test[20:50]
+  a = classifier.cached(clf, "probe", first, lambda: compute(first))
+  (path,) = [os.path.join(clf.entry, f) for f in os.listdir(clf.entry) if f.startswith("probe_")]
+  again = classifier.cached(clf, "probe", first, lambda: compute(first))
+  other = classifier.cached(clf, "probe", second, lambda: compute(second))
+  assert calls == [20, 30]  # read back for the same images, computed for others
+  np.testing.assert_array_equal(again["features"], a["features"])
+  assert other["features"].shape == (30, a["features"].shape[1])
+  with open(path, "r+b") as f:  # a damaged file: recomputed, never taken as good
+    f.truncate(100)
+  fixed = classifier.cached(clf, "probe", first, lambda: compute(first))
+  assert calls == [20, 30, 20]
+  np.testing.assert_array_equal(fixed["features"], a["features"])
+  assert not [f for f in os.listdir(clf.entry) if f.startswith(".tmp_")]
+
+
 def test_training_is_deterministic_from_the_seed_and_keyed_by_settings(mnist, tmp_path):
   small = classifier.TrainSettings(epochs=1, channels=(4, 8), features=16)
   images, labels = mnist.train[:1024], mnist.train_labels[:1024]
