@@ -4,12 +4,8 @@ import contextlib
 import os
 import pathlib
 
-# Under pytest-xdist each worker (and the programs its tests start) computes on one thread:
-# the workers already fill the cores, and two thread pools per core spend more time
-# contending than computing (about 10% of the suite's time).
-_ONE_THREAD = " --xla_cpu_multi_thread_eigen=false" if os.environ.get("PYTEST_XDIST_WORKER") else ""
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=4" + _ONE_THREAD).strip()
+                           " --xla_force_host_platform_device_count=4").strip()
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import jax  # noqa: E402

@@ -80,7 +80,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer = ml_collections.ConfigDict(dict(
       name="paper_sgd", learning_rate=0.1, decay_factor=1.000004, min_learning_rate=1e-6,
       init_momentum=0.5, final_momentum=0.7, momentum_start_epoch=1,
-      momentum_saturate_epoch=250))
+      momentum_saturate_epoch=250,
+      warmup_steps=0))  # > 0: a linear warmup of the rate (not the authors'; docs/speed_run.md)
 
   config.evaluation = ml_collections.ConfigDict()
   config.evaluation.parzen = True  # at each eval: the paper's Parzen log-likelihood (~5 s)
