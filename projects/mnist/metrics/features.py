@@ -150,7 +150,8 @@ class FeatureScorer:
   """All the feature metrics of generated images against one fixed reference set.
 
   ``featurize(images) -> (features [N, F], class probabilities [N, C])``; the
-  reference set's statistics and nearest-neighbour radii are computed once, here.
+  reference set's statistics and nearest-neighbour radii are computed once, here (or
+  given: ``ref_features`` and ``ref_radii``, e.g. read from a cache).
   """
 
   def __init__(self, featurize, reference: np.ndarray, *, k: int = 5, min_share: float = 0.01,
