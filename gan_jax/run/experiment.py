@@ -181,7 +181,8 @@ class Experiment:
     return None
 
   def plot(self, ctx: Context) -> None:
-    """Curves of ``ctx.rows`` (after each evaluation)."""
+    """Curves of ``ctx.rows``: after the first evaluation, then after an evaluation at most
+    every ``config.plot_every_seconds``, and after the last step."""
 
   def finish(self, ctx: Context) -> None:
     """The replica reached num_train_steps: write its final results."""

@@ -78,6 +78,10 @@ COMMON: dict[str, Any] = {
     "eval_early_every": Field("int", lambda v: v >= 0, "an integer >= 0 (0: none)", default=0),
     "eval_early_until": Field("int", lambda v: v >= 0, "an integer >= 0", default=0),
     "checkpoint_every": positive(),
+    # the curves' pictures are redrawn after an evaluation at most this often (wall seconds),
+    # and after the last step; 0: after every evaluation
+    "plot_every_seconds": Field("float", lambda v: v >= 0.0, "a number >= 0 (0: every "
+                                "evaluation)", default=60.0),
     "steps_per_call": positive(default=500),
     "keep_checkpoints": positive(default=2),
     "keep_every": Field("int", lambda v: v >= 0, "an integer >= 0 (0: keep none extra)",
@@ -135,8 +139,8 @@ OPTIONAL_SECTIONS = ("g_optimizer",)
 
 # Settings that may differ between a checkpoint and the run that resumes it.
 RESUMABLE_CHANGES = ("num_train_steps", "log_every", "eval_every", "eval_early", "checkpoint_every",
-                     "steps_per_call", "kernels", "experiment", "keep_checkpoints", "keep_every",
-                     "parallel", "sweep",
+                     "plot_every_seconds", "steps_per_call", "kernels", "experiment",
+                     "keep_checkpoints", "keep_every", "parallel", "sweep",
                      "on_divergence", "max_rollbacks", "data.manual_dir", "data.data_dir",
                      "evaluation.", "gan.grad_norms")
 # ... and these with a notice: the optimizers' hyperparameters (not their names).

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import time
 from collections.abc import Callable
@@ -294,14 +295,21 @@ def _select(g: Group, i: int) -> None:
 
 
 def _record(g: Group) -> None:
-  """This chunk's rows into metrics.jsonl and TensorBoard; curves after an evaluation."""
+  """This chunk's rows into metrics.jsonl and TensorBoard; the curves' pictures after an
+  evaluation, at most every ``plot_every_seconds`` (drawing them costs about a second) and
+  after the last step."""
   if not is_main():
     return
+  now = time.time()
+  plot = g.evaluated and (g.step >= g.total or now - g.clock.get("plotted", -math.inf)
+                          >= g.config.get("plot_every_seconds", 60.0))
   for i, run in enumerate(g.runs):
     if run.row and run.recorder:
       run.recorder.log(run.row)
-      if g.evaluated:
+      if plot:
         g.exp.plot(g.context(i))
+  if plot:
+    g.clock["plotted"] = now
 
 
 def _checkpoint(g: Group) -> None:

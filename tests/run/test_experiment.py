@@ -54,6 +54,21 @@ def test_a_users_experiment_trains_evaluates_checkpoints_and_resumes_exactly(tmp
   assert [r["step"] for r in rows(tmp_path / "split")] == [20, 40, 60]
 
 
+@pytest.mark.parametrize("every,drawn", [(0.0, [20, 40, 60, 80]), (1e9, [20, 80])])
+def test_curves_are_drawn_at_most_every_plot_every_seconds_and_at_the_end(tmp_path, every,
+                                                                          drawn):
+  seen = []
+
+  class Plotted(Segment):
+    def plot(self, ctx):
+      seen.append(ctx.rows[-1]["step"])
+
+  train.train_and_evaluate(segment_config(num_train_steps=80, plot_every_seconds=every),
+                           str(tmp_path), Plotted)
+  assert seen == drawn
+  assert [r["step"] for r in rows(tmp_path)] == [20, 40, 60, 80]  # every row recorded
+
+
 def test_a_users_experiment_sweeps_and_its_fields_are_checked(tmp_path):
   config = segment_config(sweep=sweep.product({"seed": (0, 1)}))
   finals = train.train_sweep(config, str(tmp_path), Segment)
