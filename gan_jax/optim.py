@@ -21,21 +21,24 @@ def momentum_sgd(learning_rate: Any, momentum: Any) -> optax.GradientTransformat
                      optax.trace(decay=momentum))
 
 
+def decayed_rate(learning_rate: Any, count: Any, *, decay_factor: float,
+                 min_learning_rate: float, warmup_steps: int = 0) -> Any:
+  """``max(learning_rate / decay_factor**t, min_learning_rate)`` at update t = ``count``,
+  times ``min(1, (t + 1) / warmup_steps)`` with a warmup: in the update and in the logs."""
+  t = jnp.asarray(count).astype(jnp.float32)
+  lr = jnp.maximum(learning_rate * jnp.exp(-float(np.log(decay_factor)) * t), min_learning_rate)
+  if warmup_steps:
+    lr = lr * jnp.minimum(1.0, (t + 1.0) / warmup_steps)
+  return lr
+
+
 def _decayed_momentum_sgd(learning_rate: Any, momentum: Any, *, decay_factor: float,
                           min_learning_rate: float, warmup_steps: int = 0
                           ) -> optax.GradientTransformation:
-  """momentum_sgd at ``max(learning_rate / decay_factor**t, min_learning_rate)`` for update t,
-  times ``min(1, (t + 1) / warmup_steps)`` with a warmup."""
-  log_decay = float(np.log(decay_factor))
-
-  def rate(count):
-    t = count.astype(jnp.float32)
-    lr = jnp.maximum(learning_rate * jnp.exp(-log_decay * t), min_learning_rate)
-    if warmup_steps:
-      lr = lr * jnp.minimum(1.0, (t + 1.0) / warmup_steps)
-    return lr
-
-  return momentum_sgd(rate, momentum)
+  """momentum_sgd at ``decayed_rate``."""
+  return momentum_sgd(lambda count: decayed_rate(
+      learning_rate, count, decay_factor=decay_factor, min_learning_rate=min_learning_rate,
+      warmup_steps=warmup_steps), momentum)
 
 
 def paper_sgd(*, learning_rate: float = 0.1, decay_factor: float = 1.000004,
@@ -73,13 +76,11 @@ def current_learning_rate(cfg: Any, opt_state: Any) -> float | None:
   hp = getattr(opt_state, "hyperparams", None) or {}
   if "learning_rate" not in hp:
     return None
-  lr = float(hp["learning_rate"])
-  if cfg.name == "paper_sgd":
-    count = int(opt_state.count)
-    lr = max(lr / cfg.decay_factor ** count, cfg.min_learning_rate)
-    if getattr(cfg, "warmup_steps", 0):
-      lr *= min(1.0, (count + 1) / cfg.warmup_steps)
-  return lr
+  if cfg.name != "paper_sgd":
+    return float(hp["learning_rate"])
+  return float(decayed_rate(hp["learning_rate"], opt_state.count, decay_factor=cfg.decay_factor,
+                            min_learning_rate=cfg.min_learning_rate,
+                            warmup_steps=getattr(cfg, "warmup_steps", 0)))
 
 
 def make_optimizer(cfg: Any, *, steps_per_epoch: int, learning_rate: float | None = None
