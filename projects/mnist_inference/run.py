@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from typing import Any
 
@@ -24,7 +23,7 @@ import flax.serialization
 import jax
 import numpy as np
 
-from gan_jax.errors import UserError
+from gan_jax.errors import UserError, exit_on_user_error
 from gan_jax.run import pictures
 from gan_jax.run.experiment import generate, write_json
 from gan_jax.state import sample_latent
@@ -115,8 +114,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-  try:
-    main()
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  exit_on_user_error(main)

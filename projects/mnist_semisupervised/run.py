@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +26,7 @@ import flax.serialization
 import jax
 import numpy as np
 
-from gan_jax.errors import UserError
+from gan_jax.errors import UserError, exit_on_user_error
 from gan_jax.run.experiment import write_json
 from projects.mnist import evaluate as mnist_evaluate
 from projects.mnist_inference import encoder as encoder_lib
@@ -139,8 +138,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-  try:
-    main()
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  exit_on_user_error(main)

@@ -3,12 +3,15 @@ run's D and E."""
 
 import json
 import os
+import subprocess
+import sys
 import types
 
 import flax.serialization
 import jax
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from gan_jax.errors import UserError
 from projects.mnist import evaluate as mnist_evaluate
@@ -80,3 +83,11 @@ def test_the_command_probes_pixels_d_and_e_of_a_trained_run(mnist_smoke_run, tfd
   with pytest.raises(UserError, match="cannot draw 60000 labels from a split of 50000"):
     run.main([f"--gan_workdir={mnist_smoke_run}", f"--workdir={tmp_path / 'q'}",
               "--counts=60000", *data])
+
+
+def test_the_command_answers_bad_input_with_one_paragraph_and_status_2(tmp_path):
+  out = subprocess.run([sys.executable, "-m", "projects.mnist_semisupervised.run",
+                        f"--gan_workdir={tmp_path}", f"--workdir={tmp_path / 'p'}",
+                        "--counts=100,a"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 2
+  assert out.stderr.startswith("error: --counts is '100,a'") and "Traceback" not in out.stderr
