@@ -181,18 +181,26 @@ def xla_optimized():
 
 
 @pytest.fixture(scope="session")
-def mnist_smoke_run(mnist, tfds_dir, tmp_path_factory):
+def mnist_smoke_run(mnist, tfds_dir, tmp_path_factory, request):
   """The workdir of a 50-iteration run of experiments/mnist.py:smoke (no evaluation): a
-  trained run for the analyses that read one (inference, probes)."""
+  trained run for the analyses that read one (inference, probes). One run for the whole
+  test session: the first pytest-xdist worker to ask trains it, the others wait for it."""
   import subprocess  # pylint: disable=import-outside-toplevel
   import sys  # pylint: disable=import-outside-toplevel
+
+  import filelock  # pylint: disable=import-outside-toplevel
   del mnist  # prepared first, by the fixture
-  workdir = str(tmp_path_factory.mktemp("mnist_smoke_run") / "run")
-  out = subprocess.run(
-      [sys.executable, "launch.py", "--config=experiments/mnist.py:smoke", f"--workdir={workdir}",
-       f"--config.data.manual_dir={MNIST_DIR}", f"--config.data.data_dir={tfds_dir}",
-       "--config.num_train_steps=50", "--config.eval_every=50", "--config.checkpoint_every=50",
-       "--config.evaluation.parzen=False", "--config.evaluation.classifier_metrics=False"],
-      cwd=ROOT, capture_output=True, text=True, timeout=600)
-  assert out.returncode == 0, out.stderr[-3000:]
+  root = _shared_dir(tmp_path_factory, request, "mnist_smoke_run")
+  workdir, done = os.path.join(root, "run"), os.path.join(root, "trained")
+  with filelock.FileLock(os.path.join(root, ".lock")):
+    if not os.path.exists(done):
+      out = subprocess.run(
+          [sys.executable, "launch.py", "--config=experiments/mnist.py:smoke",
+           f"--workdir={workdir}", f"--config.data.manual_dir={MNIST_DIR}",
+           f"--config.data.data_dir={tfds_dir}", "--config.num_train_steps=50",
+           "--config.eval_every=50", "--config.checkpoint_every=50",
+           "--config.evaluation.parzen=False", "--config.evaluation.classifier_metrics=False"],
+          cwd=ROOT, capture_output=True, text=True, timeout=600)
+      assert out.returncode == 0, out.stderr[-3000:]
+      open(done, "w").close()
   return workdir
