@@ -12,17 +12,22 @@ from gan_jax.state import GAN
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def make_generator(cfg: Any, output_dim: int, dtype: str) -> players.MLPGenerator:
-  return players.MLPGenerator(output_dim=output_dim, hidden=tuple(cfg.hidden),
-                             activation=cfg.activation, output_activation=cfg.output_activation,
-                             init_scale=cfg.init_scale, dtype=DTYPES[dtype])
+def make_generator(cfg: Any, output_dim: int, dtype: str, cls: type = players.MLPGenerator
+                   ) -> players.MLPGenerator:
+  """G from ``config.model.generator``; ``cls``: ``MLPGenerator`` or a subclass of it."""
+  return cls(output_dim=output_dim, hidden=tuple(cfg.hidden), activation=cfg.activation,
+             output_activation=cfg.output_activation, init_scale=cfg.init_scale,
+             dtype=DTYPES[dtype])
 
 
-def make_discriminator(cfg: Any, dtype: str) -> players.MaxoutDiscriminator:
-  return players.MaxoutDiscriminator(hidden=tuple(cfg.hidden), pieces=cfg.pieces,
-                                    activation=cfg.activation, init_scale=cfg.init_scale,
-                                    input_keep=cfg.input_keep, hidden_keep=cfg.hidden_keep,
-                                    dtype=DTYPES[dtype])
+def make_discriminator(cfg: Any, dtype: str, cls: type = players.MaxoutDiscriminator,
+                       **replace: Any) -> players.MaxoutDiscriminator:
+  """D from ``config.model.discriminator``; ``cls``: ``MaxoutDiscriminator`` or a subclass of
+  it, ``replace``: attributes set otherwise than from the config."""
+  kwargs = dict(hidden=tuple(cfg.hidden), pieces=cfg.pieces, activation=cfg.activation,
+                init_scale=cfg.init_scale, input_keep=cfg.input_keep,
+                hidden_keep=cfg.hidden_keep, dtype=DTYPES[dtype])
+  return cls(**{**kwargs, **replace})
 
 
 def make_regularizer(gan_cfg: Any) -> Any:

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 from gan_jax import state as state_lib
+from gan_jax.errors import UserError
 from gan_jax.run import schema
 from gan_jax.run.experiment import Context, Data
 from gan_jax.state import GAN, GANState
@@ -22,27 +23,60 @@ from projects.mnist import evaluate as mnist_evaluate
 from projects.mnist.experiment import FIELDS as MNIST_FIELDS, MNIST
 from projects.mnist_conditional import evaluate, model
 
-FIELDS: dict[str, Any] = {**MNIST_FIELDS, "model": {
-    "name": schema.choice(("conditional_mlp_maxout",)),
+# Each architecture's player sections (model.name picks one).
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "conditional_mlp_maxout": {  # Mirza & Osindero's players
+        "generator": {
+            "z_hidden": schema.positive(), "cond_hidden": schema.positive(),
+            "joint_hidden": schema.positive(), "hidden_keep": schema.unit(),
+            "init_scale": schema.positive("float"),
+        },
+        "discriminator": {
+            "x_hidden": schema.positive(), "cond_hidden": schema.positive(),
+            "joint_hidden": schema.positive(), "pieces": schema.positive(),
+            "joint_pieces": schema.positive(), "input_keep": schema.unit(),
+            "hidden_keep": schema.unit(), "init_scale": schema.positive("float"),
+        },
+    },
+    "label_concat": schema.MLP_PLAYERS,  # the unconditional run's players, the label joined
+}
+_MODEL = {
+    "name": schema.choice(tuple(ARCHITECTURES)),
     "latent_dim": schema.positive(),
     "latent_dist": schema.choice(state_lib.LATENT_DISTS, default="uniform"),
     "dtype": schema.choice(("float32", "bfloat16"), default="float32"),
-    "generator": {
-        "z_hidden": schema.positive(), "cond_hidden": schema.positive(),
-        "joint_hidden": schema.positive(), "hidden_keep": schema.unit(),
-        "init_scale": schema.positive("float"),
-    },
-    "discriminator": {
-        "x_hidden": schema.positive(), "cond_hidden": schema.positive(),
-        "joint_hidden": schema.positive(), "pieces": schema.positive(),
-        "joint_pieces": schema.positive(), "input_keep": schema.unit(),
-        "hidden_keep": schema.unit(), "init_scale": schema.positive("float"),
-    },
-}}
+}
+
+
+def _any_architecture(player: str) -> dict[str, Any]:
+  """The fields of ``player`` in any architecture, each optional (``check`` then holds a
+  config to its own architecture's)."""
+  fields: dict[str, Any] = {}
+  for arch in ARCHITECTURES.values():
+    fields.update({k: dataclasses.replace(f, default=None) for k, f in arch[player].items()})
+  return fields
+
+
+FIELDS: dict[str, Any] = {**MNIST_FIELDS, "model": {
+    **_MODEL, "generator": _any_architecture("generator"),
+    "discriminator": _any_architecture("discriminator")}}
 
 
 class MNISTConditional(MNIST):
   fields = FIELDS
+
+  @classmethod
+  def check(cls, config, num_devices) -> None:
+    super().check(config, num_devices)  # the name is known, every field present is right
+    name = config.model.name
+    exact = {**cls.schema(), "model": {**_MODEL, **ARCHITECTURES[name]}}
+    try:  # ... and the players' fields are the name's
+      schema.check(config, num_devices, exact)
+    except UserError as e:
+      others = [n for n in ARCHITECTURES if n != name]
+      raise UserError(f"{e} (config.model.name={name!r}: its players' fields differ from "
+                      f"those of {', '.join(map(repr, others))}; "
+                      f"experiments/mnist_conditional.py shows both.)") from None
 
   @classmethod
   def evaluate_checkpoint(cls, config, workdir: str, which: str) -> dict[str, Any]:

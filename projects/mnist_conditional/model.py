@@ -1,9 +1,15 @@
-"""The conditional players of Mirza & Osindero (2014), the label given to both, as Flax modules.
+"""Conditional players, the label given to both, as Flax modules. Both take ``cond``: integer
+labels ``[B]``.
 
+``model.name = "conditional_mlp_maxout"``: Mirza & Osindero (2014)'s players.
 G: z -> 200 ReLU and the one-hot label -> 1000 ReLU, joined -> 1200 ReLU -> 784 sigmoid.
 D: x -> maxout 240 x 5 and the label -> maxout 50 x 5, joined -> maxout 240 x 4 -> 1 logit.
 Dropout as the unconditional run's D (keep 0.8 on pixels, 0.5 on hidden units) and 0.5 on
-G's hidden units in training. Both players take ``cond``: integer labels ``[B]``.
+G's hidden units in training.
+
+``model.name = "label_concat"``: the unconditional run's own players with the one-hot label
+joined to their inputs (the paper's section 7: c as an input of G and of D): G on [z, label],
+D on [x, label], the label never dropped out (D's pixels keep ``pixel_keep``).
 """
 
 from __future__ import annotations
@@ -104,23 +110,57 @@ class ConditionalDiscriminator(nn.Module):
     return dense(1, self.dtype, k, kernel_init=init, name="output")(h)[..., 0].astype(jnp.float32)
 
 
-def make_gan(configs: Sequence[Any], dataset: Any) -> GAN:
-  """The unconditional run's spec (optimizers, losses, EMA, schedule) with the conditional
-  players of ``config.model``."""
-  config = configs[0]
-  m, dtype = config.model, build.DTYPES[config.model.get("dtype", "float32")]
-  g, d = m.generator, m.discriminator
-  players = (
-      ConditionalGenerator(output_dim=dataset.dim, z_hidden=g.z_hidden, cond_hidden=g.cond_hidden,
+class LabelledGenerator(players.MLPGenerator):
+  """``players.MLPGenerator`` on [z, one-hot label]; parameters named as the unconditional G's
+  (``output/bias`` included)."""
+
+  num_classes: int = NUM_CLASSES
+
+  def __call__(self, z: jax.Array, *, cond: jax.Array, train: bool = False) -> jax.Array:
+    y = _one_hot(cond, self.num_classes, z.dtype)
+    return super().__call__(jnp.concatenate([z, y], axis=-1), train=train)
+
+
+class LabelledDiscriminator(players.MaxoutDiscriminator):
+  """``players.MaxoutDiscriminator`` on [x, one-hot label]: the pixels keep ``pixel_keep`` in
+  training, the label is never dropped (build it with ``input_keep=1.0``)."""
+
+  num_classes: int = NUM_CLASSES
+  pixel_keep: float = 0.8
+
+  def __call__(self, x: jax.Array, *, cond: jax.Array, train: bool) -> jax.Array:
+    x = x.astype(self.dtype)
+    if train and self.pixel_keep < 1.0:
+      x = dropout(x, self.pixel_keep, self.make_rng("dropout"), kernels_lib.get(self.kernels))
+    y = _one_hot(cond, self.num_classes, self.dtype)
+    return super().__call__(jnp.concatenate([x, y], axis=-1), train=train)
+
+
+def make_players(m: Any, output_dim: int) -> tuple[nn.Module, nn.Module]:
+  """(G, D) of ``config.model`` by its ``name``."""
+  g, d, dtype = m.generator, m.discriminator, build.DTYPES[m.get("dtype", "float32")]
+  if m.name == "label_concat":
+    dtype_name = m.get("dtype", "float32")
+    return (build.make_generator(g, output_dim, dtype_name, LabelledGenerator),
+            build.make_discriminator(d, dtype_name, LabelledDiscriminator, input_keep=1.0,
+                                     pixel_keep=d.input_keep))
+  return (
+      ConditionalGenerator(output_dim=output_dim, z_hidden=g.z_hidden, cond_hidden=g.cond_hidden,
                            joint_hidden=g.joint_hidden, hidden_keep=g.hidden_keep,
                            init_scale=g.init_scale, dtype=dtype),
       ConditionalDiscriminator(x_hidden=d.x_hidden, cond_hidden=d.cond_hidden,
                                joint_hidden=d.joint_hidden, pieces=d.pieces,
                                joint_pieces=d.joint_pieces, input_keep=d.input_keep,
                                hidden_keep=d.hidden_keep, init_scale=d.init_scale, dtype=dtype))
+
+
+def make_gan(configs: Sequence[Any], dataset: Any) -> GAN:
+  """The unconditional run's spec (optimizers, losses, EMA, schedule) with the conditional
+  players of ``config.model``."""
+  config = configs[0]
   return build.make_group_gan(list(configs), data_dim=dataset.dim,
                               batches_per_epoch=len(dataset.train) // config.batch_size,
-                              players=players)
+                              players=make_players(config.model, dataset.dim))
 
 
 def initial_state(config: Any, dataset: Any, gan: GAN) -> GANState:

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from benchmarks.common import load_config
+from gan_jax.errors import UserError
 from projects.mnist_conditional import evaluate, model
 
 pytestmark = pytest.mark.xdist_group("mnist_classifier")
@@ -41,6 +42,50 @@ def test_the_label_reaches_both_players_and_a_bad_label_is_named():
   for bad in ([3, 10], [-1, 2]):  # one_hot would make these an all-zero, unconditional row
     with pytest.raises(ValueError, match=r"labels in \[0, 10\)"):
       d.apply(d_vars, same_z, cond=jnp.array(bad, jnp.int32))
+
+
+def test_label_concat_players_are_the_paper_s_on_label_joined_inputs():
+  """G's parameters are named as the unconditional G's (its output bias settable), both players
+  read the label, and D's dropout never drops the label: on blank pixels (nothing to drop),
+  D in training mode with hidden units kept is D in evaluation mode, whatever the key."""
+  config = load_config("experiments/mnist_conditional.py", "label_concat")
+  config.model.generator.hidden, config.model.discriminator.hidden = (16,), (8,)
+  config.model.discriminator.hidden_keep = 1.0
+  g, d = model.make_players(config.model, 784)
+  assert isinstance(g, model.LabelledGenerator) and d.input_keep == 1.0 and d.pixel_keep == 0.8
+  z, labels = jnp.full((2, 100), 0.3), jnp.array([3, 7], jnp.int32)
+  g_vars = g.init(jax.random.key(0), z, cond=labels)
+  assert g_vars["params"]["hidden_0"]["kernel"].shape == (110, 16)
+  assert g_vars["params"]["output"]["bias"].shape == (784,)
+  x = g.apply(g_vars, z, cond=labels)
+  assert x.shape == (2, 784) and not np.allclose(x[0], x[1])
+  d_vars = d.init({"params": jax.random.key(1)}, x, cond=labels, train=False)
+  assert d_vars["params"]["hidden_0"]["kernel"].shape == (794, 8 * 5)
+  blank = jnp.zeros((2, 784))
+  evaluation = d.apply(d_vars, blank, cond=labels, train=False)
+  assert not np.isclose(evaluation[0], evaluation[1])
+  for seed in range(3):
+    trained = d.apply(d_vars, blank, cond=labels, train=True,
+                      rngs={"dropout": jax.random.key(seed)})
+    np.testing.assert_allclose(trained, evaluation, rtol=1e-6)
+  assert not np.allclose(d.apply(d_vars, x, cond=labels, train=True,
+                                 rngs={"dropout": jax.random.key(0)}),
+                         d.apply(d_vars, x, cond=labels, train=False))  # pixels are dropped
+
+
+def test_each_architecture_takes_its_own_player_fields_only():
+  from projects.mnist_conditional.experiment import (  # pylint: disable=import-outside-toplevel
+    MNISTConditional,
+  )
+  for arg in ("smoke", "label_concat,smoke"):
+    MNISTConditional.check(load_config("experiments/mnist_conditional.py", arg), 1)
+  config = load_config("experiments/mnist_conditional.py", "label_concat")
+  config.model.generator.z_hidden = 200  # Mirza & Osindero's field, which these players lack
+  with pytest.raises(UserError, match=r"model.generator.z_hidden is not a field.*"
+                                      r"model.name='label_concat'"):
+    MNISTConditional.check(config, 1)
+  with pytest.raises(ValueError, match="Unknown config argument 'concat'"):
+    load_config("experiments/mnist_conditional.py", "concat")
 
 
 def test_grids_have_one_row_per_digit_and_the_same_noise_down_each_column():
