@@ -7,9 +7,11 @@ E is trained on fresh pairs (z, G(z)) of the run's model selected on validation 
 real image; the latent error plus --pixel_weight times the pixel error of G(E(G(z)))), then
 measured: latent recovery on 10,000 fresh samples (mean squared error of E(G(z)) against
 z, per dimension, beside the prior's variance, 1) and reconstructions
-G(E(x)) of the 10,000 test images (pixel MSE, and the share that the feature classifier
-reads as the test image's own digit). Writes results.json, reconstructions.png (rows of
-test images, each above its reconstructions) and encoder.msgpack (E's parameters).
+G(E(x)) of the 10,000 validation images and of the 10,000 test images (pixel MSE, and the
+share that the feature classifier reads as the image's own digit); choose E's settings
+(--pixel_weight, --steps, --hidden) on the validation figures. Writes results.json,
+reconstructions.png (rows of test images, each above its reconstructions) and
+encoder.msgpack (E's parameters).
 """
 
 from __future__ import annotations
@@ -35,19 +37,29 @@ NUM_LATENT = 10_000  # fresh samples for latent recovery
 GRID_ROWS, GRID_COLS = 5, 10  # pairs of rows: test images above their reconstructions
 
 
-def measure(gan, state, enc, params, dataset, clf, rng) -> dict[str, Any]:
-  """Latent recovery on fresh samples, and reconstructions of the test split."""
-  z = np.asarray(sample_latent(gan, rng, (NUM_LATENT,)))
-  z_hat = np.asarray(encoder_lib.encode(enc, params, generate(gan, state, z)))
-  x = dataset.test.astype(np.float32) / 255.0
+def reconstruct(gan, state, enc, params, images: np.ndarray, labels: np.ndarray, clf
+                ) -> tuple[float, float]:
+  """(pixel MSE of G(E(x)) against x, the share the classifier reads as x's own digit)."""
+  x = images.astype(np.float32) / 255.0
   x_hat = generate(gan, state, np.asarray(encoder_lib.encode(enc, params, x)))
   read = clf.features_and_probs(x_hat)[1].argmax(1)
+  return float(np.mean((x_hat - x) ** 2)), float(np.mean(read == labels))
+
+
+def measure(gan, state, enc, params, dataset, clf, rng) -> dict[str, Any]:
+  """Latent recovery on fresh samples, and reconstructions of the validation split (to choose
+  E's settings on) and of the test split."""
+  z = np.asarray(sample_latent(gan, rng, (NUM_LATENT,)))
+  z_hat = np.asarray(encoder_lib.encode(enc, params, generate(gan, state, z)))
+  val_mse, val_same = reconstruct(gan, state, enc, params, dataset.validation,
+                                  dataset.validation_labels, clf)
+  mse, same = reconstruct(gan, state, enc, params, dataset.test, dataset.test_labels, clf)
   return {"latent_mse": float(np.mean((z_hat - z) ** 2)), "prior_variance": 1.0,
-          "reconstruction_pixel_mse": float(np.mean((x_hat - x) ** 2)),
-          "same_digit": float(np.mean(read == dataset.test_labels)),
+          "val_reconstruction_pixel_mse": val_mse, "val_same_digit": val_same,
+          "reconstruction_pixel_mse": mse, "same_digit": same,
           # the classifier's own accuracy on these images, recorded when it was trained
           "classifier_on_test_images": float(clf.test_accuracy),
-          "num_test": int(len(x))}
+          "num_test": int(len(dataset.test))}
 
 
 def grid(x: np.ndarray, x_hat: np.ndarray) -> np.ndarray:
@@ -104,7 +116,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     f.write(flax.serialization.to_bytes(params))
   write_json(os.path.join(args.workdir, "results.json"), {**result, "hidden": args.hidden})
   print(f"E(G(z)) against z: MSE {result['latent_mse']:.4f} per dimension (prior variance "
-        f"1.0); G(E(x)) of {result['num_test']} test images: pixel MSE "
+        f"1.0); G(E(x)) of the validation images: pixel MSE "
+        f"{result['val_reconstruction_pixel_mse']:.4f}, the same digit for "
+        f"{100 * result['val_same_digit']:.1f}%; of {result['num_test']} test images: pixel MSE "
         f"{result['reconstruction_pixel_mse']:.4f}, the same digit for "
         f"{100 * result['same_digit']:.1f}% (the classifier reads the test images themselves "
         f"right for {100 * result['classifier_on_test_images']:.1f}%); E fitted in "

@@ -44,6 +44,7 @@ def test_the_command_fits_e_on_g_samples_only_and_measures_it(mnist_smoke_run, m
           f"--classifier_dir={mnist_classifier[1]}"]
   result = run.main(args + [f"--workdir={tmp_path / 'a'}"])
   assert 0.0 < result["latent_mse"] and 0.0 <= result["same_digit"] <= 1.0
+  assert 0.0 < result["val_reconstruction_pixel_mse"] and 0.0 <= result["val_same_digit"] <= 1.0
   assert result["classifier_on_test_images"] > 0.98 and result["num_test"] == 10_000
   with open(tmp_path / "a" / "results.json") as f:
     assert json.load(f)["checkpoint"] == result["checkpoint"]
