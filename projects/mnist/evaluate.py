@@ -78,7 +78,7 @@ class Evaluator:
         return {"features": feats, "radii": metrics.knn_radii(feats, k)}
 
       ref = classifier.cached(clf, f"test_k{k}", dataset.test, reference)
-      self.scorer = metrics.FeatureScorer(clf.features_and_probs, dataset.test / 255.0, k=k,
+      self.scorer = metrics.FeatureScorer(clf.features_and_probs, k=k,
                                           ref_features=ref["features"], ref_radii=ref["radii"])
       val = classifier.cached(clf, "validation", dataset.validation, lambda: {
           "features": clf.features_and_probs(dataset.validation / 255.0)[0]})

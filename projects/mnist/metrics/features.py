@@ -151,15 +151,22 @@ class FeatureScorer:
 
   ``featurize(images) -> (features [N, F], class probabilities [N, C])``; the
   reference set's statistics and nearest-neighbour radii are computed once, here (or
-  given: ``ref_features`` and ``ref_radii``, e.g. read from a cache).
+  given: ``ref_features`` and ``ref_radii``, e.g. read from a cache, and then the reference
+  images are not needed).
   """
 
-  def __init__(self, featurize, reference: np.ndarray, *, k: int = 5, min_share: float = 0.01,
-               ref_features: np.ndarray | None = None, ref_radii: np.ndarray | None = None):
+  def __init__(self, featurize, reference: np.ndarray | None = None, *, k: int = 5,
+               min_share: float = 0.01, ref_features: np.ndarray | None = None,
+               ref_radii: np.ndarray | None = None):
     self.featurize = featurize
     self.k = k
     self.min_share = min_share
-    self.ref_features = featurize(reference)[0] if ref_features is None else ref_features
+    if ref_features is None:
+      if reference is None:
+        raise ValueError("FeatureScorer needs the reference images or their features "
+                         "(ref_features).")
+      ref_features = featurize(reference)[0]
+    self.ref_features = ref_features
     self.ref_stats = gaussian_stats(self.ref_features)
     self.ref_radii = knn_radii(self.ref_features, k) if ref_radii is None else ref_radii
 

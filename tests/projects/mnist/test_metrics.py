@@ -73,3 +73,19 @@ def test_class_coverage_flags_a_single_class_generator():
   # Nine classes and a trace of the tenth (below 1%): nine covered.
   nine = np.eye(10)[np.concatenate([np.arange(995) % 9, [9] * 5])]
   assert metrics.class_coverage(nine)["classes_covered"] == 9
+
+
+def test_a_scorer_from_cached_reference_features_equals_one_that_featurizes_the_images():
+  rng = np.random.RandomState(3)
+  images, samples = rng.rand(300, 6), rng.rand(200, 6)
+
+  def featurize(x):  # a fixed "classifier": features and softmax probabilities
+    logits = np.stack([x[:, :3].sum(1), x[:, 3:].sum(1)], 1)
+    return x * 2.0, np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+
+  direct = metrics.FeatureScorer(featurize, images, k=3)
+  cached = metrics.FeatureScorer(featurize, k=3, ref_features=direct.ref_features,
+                                 ref_radii=direct.ref_radii)
+  assert cached(samples) == direct(samples)
+  with pytest.raises(ValueError, match="reference images or their features"):
+    metrics.FeatureScorer(featurize, k=3)
