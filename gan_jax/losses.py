@@ -2,16 +2,19 @@
 
 D returns one real number per example: a logit (D(x) = sigmoid(l)) for the
 paper's game, a critic value for the Wasserstein game. The losses below take
-those raw outputs; every log-probability is written with
-``jax.nn.log_sigmoid`` (log D = log_sigmoid(l), log(1 - D) = log_sigmoid(-l)),
-so they stay finite, with finite gradients, for outputs of any magnitude.
+those raw outputs (a D of your own may return any pytree of per-example arrays,
+e.g. class logits and features, for losses of your own that read it); every
+log-probability is written with ``jax.nn.log_sigmoid`` (log D = log_sigmoid(l),
+log(1 - D) = log_sigmoid(-l)), so they stay finite, with finite gradients, for
+outputs of any magnitude.
 
 Signatures (built-in losses and any callable a ``GAN`` is given):
 
 - D loss: ``d_loss(real_out [m], fake_out [m], *, real_label) -> scalar``, where
   ``real_label`` is a float32 scalar, D's target for real data (1 unless
   one-sided label smoothing). Losses without a target (hinge, Wasserstein)
-  ignore it.
+  ignore it. A D loss with a keyword-only ``cond`` parameter also reads the real
+  minibatch's condition (e.g. class labels, for a semi-supervised D): the steps pass it.
 - G loss: ``g_loss(fake_out [m]) -> scalar``, or ``g_loss(fake_out [m], *, real_out [m])
   -> scalar`` for a loss that also reads D's outputs on data (relativistic and
   feature-matching losses): a keyword-only ``real_out`` in the signature is enough, the
@@ -158,6 +161,26 @@ def takes_real(g_loss: Callable) -> bool:
     return False
 
 
+def takes_cond(d_loss: Callable) -> bool:
+  """Whether a D loss reads the real minibatch's condition: its signature has ``cond``."""
+  try:
+    return "cond" in inspect.signature(d_loss).parameters
+  except (TypeError, ValueError):
+    return False
+
+
+def call_d_loss(d_loss: Callable, real_out: jax.Array, fake_out: jax.Array, *,
+                real_label: jax.Array, cond: jax.Array | None = None) -> jax.Array:
+  """``d_loss(real_out, fake_out, real_label=...)``, with ``cond=cond`` for a loss that takes
+  it (which then needs the data's condition)."""
+  if not takes_cond(d_loss):
+    return d_loss(real_out, fake_out, real_label=real_label)
+  if cond is None:
+    raise ValueError(f"The D loss {d_loss!r} reads the data's condition (cond), but the real "
+                     f"minibatch has none; give batches as pairs (x, cond).")
+  return d_loss(real_out, fake_out, real_label=real_label, cond=cond)
+
+
 def call_g_loss(g_loss: Callable, fake_out: jax.Array, real_out: jax.Array | None) -> jax.Array:
   """``g_loss(fake_out)``, or ``g_loss(fake_out, real_out=real_out)`` for a loss that takes
   it (which then needs ``real_out``)."""
@@ -219,14 +242,14 @@ class GradientPenalty:
 LossSpec = str | Callable | tuple
 
 
-def _accepts(fn: Callable, num_positional: int, keyword: str | None) -> bool:
+def _accepts(fn: Callable, num_positional: int, *keywords: str) -> bool:
   try:
     sig = inspect.signature(fn)
   except (TypeError, ValueError):  # builtins without a signature: trust the caller
     return True
   try:
     args = [0.0] * num_positional
-    sig.bind(*args, **({keyword: 1.0} if keyword else {}))
+    sig.bind(*args, **{k: 1.0 for k in keywords})
   except TypeError:
     return False
   return True
@@ -249,10 +272,10 @@ def resolve(spec: LossSpec, which: str) -> tuple[Callable, ...]:
         raise ValueError(f"{field} names {item!r}; use one of {tuple(table)} or a callable.")
       fns.append(table[item])
     elif callable(item):
-      ok = (_accepts(item, 2, "real_label") if which == "d" else
-            _accepts(item, 1, "real_out" if takes_real(item) else None))
+      ok = (_accepts(item, 2, "real_label", *("cond",) * takes_cond(item)) if which == "d" else
+            _accepts(item, 1, *("real_out",) * takes_real(item)))
       if not ok:
-        sig = ("d_loss(real_out, fake_out, *, real_label) -> scalar" if which == "d" else
+        sig = ("d_loss(real_out, fake_out, *, real_label[, cond]) -> scalar" if which == "d" else
                "g_loss(fake_out) -> scalar or g_loss(fake_out, *, real_out) -> scalar")
         raise ValueError(f"{field} is {item!r}, which cannot be called as {sig}; give it that "
                          f"signature (see gan_jax.losses).")

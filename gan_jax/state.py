@@ -319,9 +319,19 @@ def _check_example(gan: GAN, example_shape: tuple[int, ...], cond: CondSpec = No
                        f"(e.g. real_batches[0]).")
     raise ValueError(f"real_example has shape {example_shape}, but G's samples are {sample}; "
                      f"make G's output the data's shape, or reshape the data to G's.")
-  if tuple(d_out.shape) not in ((2,), (2, 1)):
-    raise ValueError(f"D's output for a batch of 2 examples has shape {tuple(d_out.shape)}; it "
-                     f"must be [B] or [B, 1], one logit (or critic value) per example.")
+  if isinstance(d_out, jax.ShapeDtypeStruct) and tuple(d_out.shape) in ((2,), (2, 1)):
+    return
+  shapes = jax.tree.map(lambda o: tuple(o.shape), d_out)
+  built_in = [f for f in gan.d_loss_fns + gan.g_loss_fns
+              if f in losses.D_LOSSES.values() or f in losses.G_LOSSES.values()]
+  if built_in or gan.d_regularizer is not None:
+    raise ValueError(f"D's output for a batch of 2 examples is {shapes}; the built-in losses "
+                     f"and regularisers take [B] or [B, 1], one logit (or critic value) per "
+                     f"example. Return that, or give the GAN a d_loss and a g_loss of your own "
+                     f"that read D's output (gan_jax.losses: signatures).")
+  if any(len(o.shape) < 1 or o.shape[0] != 2 for o in jax.tree.leaves(d_out)):
+    raise ValueError(f"D's output for a batch of 2 examples is {shapes}; every array in it "
+                     f"must have one row per example, [B, ...].")
 
 
 def default_hparams(gan: GAN) -> dict[str, jax.Array]:

@@ -232,8 +232,9 @@ def ema_update(gan: GAN, state: GANState, g_params: PyTree) -> PyTree:
   return optax.incremental_update(g_params, state.ema_params, 1.0 - decay)
 
 
-def _d_loss(gan: GAN, state: GANState, real_out, fake_out) -> jax.Array:
-  return losses.choose(gan.d_loss_fns, state.hparams["d_loss"], real_out, fake_out,
+def _d_loss(gan: GAN, state: GANState, real_out, fake_out, cond=None) -> jax.Array:
+  fns = tuple(functools.partial(losses.call_d_loss, f, cond=cond) for f in gan.d_loss_fns)
+  return losses.choose(fns, state.hparams["d_loss"], real_out, fake_out,
                        real_label=state.hparams["real_label"])
 
 
@@ -253,7 +254,10 @@ def _d_fn(gan: GAN, d: PlayerState, params: Any, rng: jax.Array,
 
 def _d_metrics(gan: GAN, real_out, fake_out, d_loss) -> Metrics:
   """D's loss, and its outputs for what they are: with the BCE loss D(x) and D(G(z)) as
-  probabilities and the minibatch V(D, G) (eq. 1); for a critic its mean raw outputs."""
+  probabilities and the minibatch V(D, G) (eq. 1); for a critic its mean raw outputs; for a
+  D with other outputs (class logits, features: a loss of your own reads them) its loss."""
+  if not _per_example_scalar(real_out):
+    return {"d_loss": d_loss}
   if not gan.d_outputs_logits:
     return {"d_loss": d_loss, "critic_real": jnp.mean(real_out),
             "critic_fake": jnp.mean(fake_out)}
@@ -262,9 +266,16 @@ def _d_metrics(gan: GAN, real_out, fake_out, d_loss) -> Metrics:
           "d_fake": jnp.mean(jax.nn.sigmoid(fake_out))}
 
 
-def _flat(out: jax.Array) -> jax.Array:
-  """D's outputs as [B] (a D may return [B] or [B, 1]; init_state checks which)."""
-  return out.reshape(out.shape[0])
+def _per_example_scalar(out: Any) -> bool:
+  return isinstance(out, jax.Array) and out.ndim == 1
+
+
+def _flat(out: Any) -> Any:
+  """D's outputs as [B] when it gives one number per example ([B] or [B, 1]); any other
+  output (a pytree of [B, ...] arrays, for losses of one's own) as it is."""
+  if isinstance(out, jax.Array) and out.shape[1:] == (1,):
+    return out.reshape(out.shape[0])
+  return out
 
 
 def d_outputs(gan: GAN, d: PlayerState, real: jax.Array, fake: jax.Array, rng: jax.Array, *,
@@ -285,8 +296,8 @@ def d_outputs(gan: GAN, d: PlayerState, real: jax.Array, fake: jax.Array, rng: j
   both = None if cond is None else jax.tree.map(lambda c: jnp.concatenate([c, c]), cond)
   out, cols = apply_player(gan.discriminator, d, jnp.concatenate([real, fake], axis=0),
                            train=True, rng=rng, params=params, cond=both)
-  out = _flat(out)  # [2m]
-  return out[:m], out[m:], cols
+  out = _flat(out)  # [2m, ...] (each leaf)
+  return (jax.tree.map(lambda o: o[:m], out), jax.tree.map(lambda o: o[m:], out), cols)
 
 
 def d_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Array, *,
@@ -317,7 +328,7 @@ def d_step(gan: GAN, state: GANState, real_batch: Batch, rng: jax.Array, *,
   def loss_fn(d_params):
     real_out, fake_out, cols = d_outputs(gan, d, real, fake, drop_key, params=d_params,
                                          cond=cond)
-    loss = _d_loss(gan, state, real_out, fake_out)
+    loss = _d_loss(gan, state, real_out, fake_out, cond)
     reg = jnp.zeros((), jnp.float32)
     if gan.d_regularizer is not None:
       reg_key = jax.random.fold_in(drop_key, 2)
@@ -403,7 +414,7 @@ def _simultaneous_grads(gan: GAN, state: GANState, real_batch: Batch, rng: jax.A
       lambda p, x: d_apply(d.replace(collections=d_cols), x, fake_key, p), d.params, fake,
       has_aux=True)  # [m]
   d_loss, (real_ct, fake_ct) = jax.value_and_grad(
-      lambda r, f: _d_loss(gan, state, r, f), argnums=(0, 1))(real_out, fake_out)
+      lambda r, f: _d_loss(gan, state, r, f, cond), argnums=(0, 1))(real_out, fake_out)
   g_loss, g_ct = jax.value_and_grad(
       lambda f: _g_loss(gan, state, f, lax.stop_gradient(real_out)))(fake_out)
   (d_grads_real,) = real_vjp(real_ct)
