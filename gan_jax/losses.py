@@ -18,7 +18,8 @@ Signatures (built-in losses and any callable a ``GAN`` is given):
 - G loss: ``g_loss(fake_out [m]) -> scalar``, or ``g_loss(fake_out [m], *, real_out [m])
   -> scalar`` for a loss that also reads D's outputs on data (relativistic and
   feature-matching losses): a keyword-only ``real_out`` in the signature is enough, the
-  steps then pass D's outputs on a real minibatch (constants for G's gradient).
+  steps then pass D's outputs on a real minibatch (constants for G's gradient); one that
+  also has ``cond`` gets that minibatch's condition (e.g. to match only unlabelled rows).
 - D regulariser: ``reg(d_fn, real [m, ...], fake [m, ...], rng) -> scalar``,
   where ``d_fn(x) -> out [m]`` is D in training mode with the parameters being
   differentiated (its variable-collection updates are discarded).
@@ -181,15 +182,22 @@ def call_d_loss(d_loss: Callable, real_out: jax.Array, fake_out: jax.Array, *,
   return d_loss(real_out, fake_out, real_label=real_label, cond=cond)
 
 
-def call_g_loss(g_loss: Callable, fake_out: jax.Array, real_out: jax.Array | None) -> jax.Array:
+def call_g_loss(g_loss: Callable, fake_out: jax.Array, real_out: jax.Array | None,
+                cond: jax.Array | None = None) -> jax.Array:
   """``g_loss(fake_out)``, or ``g_loss(fake_out, real_out=real_out)`` for a loss that takes
-  it (which then needs ``real_out``)."""
+  it (which then needs ``real_out``), with ``cond=cond`` (that data's condition) for a loss
+  that also takes it."""
   if not takes_real(g_loss):
     return g_loss(fake_out)
   if real_out is None:
     raise ValueError(f"The G loss {g_loss!r} reads D's outputs on data (real_out), but none "
                      f"were given; pass real_out (g_step: real_batch=...).")
-  return g_loss(fake_out, real_out=real_out)
+  if not takes_cond(g_loss):
+    return g_loss(fake_out, real_out=real_out)
+  if cond is None:
+    raise ValueError(f"The G loss {g_loss!r} reads the data's condition (cond), but the real "
+                     f"minibatch has none; give batches as pairs (x, cond).")
+  return g_loss(fake_out, real_out=real_out, cond=cond)
 
 
 # --- Regularisers of D --------------------------------------------------------
@@ -273,10 +281,11 @@ def resolve(spec: LossSpec, which: str) -> tuple[Callable, ...]:
       fns.append(table[item])
     elif callable(item):
       ok = (_accepts(item, 2, "real_label", *("cond",) * takes_cond(item)) if which == "d" else
-            _accepts(item, 1, *("real_out",) * takes_real(item)))
+            _accepts(item, 1, *("real_out",) * takes_real(item), *("cond",) * takes_cond(item))
+            and (takes_real(item) or not takes_cond(item)))
       if not ok:
         sig = ("d_loss(real_out, fake_out, *, real_label[, cond]) -> scalar" if which == "d" else
-               "g_loss(fake_out) -> scalar or g_loss(fake_out, *, real_out) -> scalar")
+               "g_loss(fake_out) -> scalar or g_loss(fake_out, *, real_out[, cond]) -> scalar")
         raise ValueError(f"{field} is {item!r}, which cannot be called as {sig}; give it that "
                          f"signature (see gan_jax.losses).")
       fns.append(item)

@@ -238,8 +238,8 @@ def _d_loss(gan: GAN, state: GANState, real_out, fake_out, cond=None) -> jax.Arr
                        real_label=state.hparams["real_label"])
 
 
-def _g_loss(gan: GAN, state: GANState, fake_out, real_out=None) -> jax.Array:
-  fns = tuple(functools.partial(losses.call_g_loss, f, real_out=real_out)
+def _g_loss(gan: GAN, state: GANState, fake_out, real_out=None, cond=None) -> jax.Array:
+  fns = tuple(functools.partial(losses.call_g_loss, f, real_out=real_out, cond=cond)
               for f in gan.g_loss_fns)
   return losses.choose(fns, state.hparams["g_loss"], fake_out)
 
@@ -380,7 +380,7 @@ def g_step(gan: GAN, state: GANState, rng: jax.Array, batch_size: int, *,
       real_out, _ = apply_player(gan.discriminator, state.d, _real(real_x, fake, "real_batch"),
                                  train=True, rng=jax.random.fold_in(drop_key, 2), cond=real_cond)
       real_out = lax.stop_gradient(_flat(real_out))
-    return _g_loss(gan, state, _flat(out), real_out), g_cols
+    return _g_loss(gan, state, _flat(out), real_out, real_cond), g_cols
 
   (g_loss, g_cols), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g.params)
   state, norms = update_player(gan, state, "g", grads, g_cols, axis_name=axis_name,
@@ -416,7 +416,7 @@ def _simultaneous_grads(gan: GAN, state: GANState, real_batch: Batch, rng: jax.A
   d_loss, (real_ct, fake_ct) = jax.value_and_grad(
       lambda r, f: _d_loss(gan, state, r, f, cond), argnums=(0, 1))(real_out, fake_out)
   g_loss, g_ct = jax.value_and_grad(
-      lambda f: _g_loss(gan, state, f, lax.stop_gradient(real_out)))(fake_out)
+      lambda f: _g_loss(gan, state, f, lax.stop_gradient(real_out), cond))(fake_out)
   (d_grads_real,) = real_vjp(real_ct)
   d_grads = jax.tree.map(jnp.add, d_grads_real, fake_vjp(fake_ct)[0])
   metrics = {**_d_metrics(gan, real_out, fake_out, d_loss), "g_loss": g_loss}

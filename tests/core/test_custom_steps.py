@@ -76,8 +76,10 @@ def test_a_g_loss_of_one_s_own_with_real_out_is_detected_by_its_signature():
 
 
 def test_a_g_loss_that_cannot_be_called_so_is_refused_by_name():
-  with pytest.raises(ValueError, match=r"g_loss\(fake_out, \*, real_out\)"):
+  with pytest.raises(ValueError, match=r"g_loss\(fake_out, \*, real_out\[, cond\]\)"):
     sgd_gan(g_loss=lambda fake_out, real_out, extra: 0.0)
+  with pytest.raises(ValueError, match=r"g_loss\(fake_out, \*, real_out\[, cond\]\)"):
+    sgd_gan(g_loss=lambda fake_out, *, cond: 0.0)  # the condition of data it does not read
 
 
 def test_a_custom_g_step_composed_of_the_public_pieces_equals_g_step():

@@ -41,9 +41,11 @@ def ssl_d_loss(real_out, fake_out, *, real_label, cond):
   return ce + losses.discriminator_loss(lse(real_out), lse(fake_out), real_label=real_label)
 
 
-def feature_matching(fake_out, *, real_out):
-  return jnp.sum(jnp.square(jnp.mean(real_out["features"], 0) -
-                            jnp.mean(fake_out["features"], 0)))
+def feature_matching(fake_out, *, real_out, cond):
+  """D's mean features on the unlabelled rows of data (label -1) against the samples'."""
+  unlabelled = (cond < 0)[:, None]
+  real = jnp.sum(jnp.where(unlabelled, real_out["features"], 0.0), 0) / jnp.sum(unlabelled)
+  return jnp.sum(jnp.square(real - jnp.mean(fake_out["features"], 0)))
 
 
 def ssl_gan(**kw):
@@ -75,15 +77,19 @@ def test_structured_outputs_and_labels_reach_losses_of_one_s_own(update_rule):
   expect_d = sgd(lambda dp: ssl_d_loss(d(dp, x), d(dp, g(state.g_params)), real_label=1.0,
                                        cond=c), state.d_params)
   d_seen = expect_d if update_rule == "alternating" else state.d_params
-  expect_g = sgd(lambda gp: feature_matching(d(d_seen, g(gp)), real_out=d(d_seen, x)),
+  expect_g = sgd(lambda gp: feature_matching(d(d_seen, g(gp)), real_out=d(d_seen, x), cond=c),
                  state.g_params)
   assert_trees_close(new.d_params, expect_d, rtol=1e-5, atol=1e-7)
   assert_trees_close(new.g_params, expect_g, rtol=1e-5, atol=1e-7)
   assert set(metrics) - {"d_grad_norm", "g_grad_norm"} == {"d_loss", "g_loss"}  # no D(x)
-  # Other labels, another D update: the labels are read.
+  # Other labels (the hidden ones shown), another update of both: both losses read them.
   other, _ = gan_jax.train_step(gan, state, (x[None], (c[None] + 1) % CLASSES),
                                 jax.random.key(2), noise=nz)
   assert not np.allclose(other.d_params["Dense_1"]["kernel"], new.d_params["Dense_1"]["kernel"])
+  if update_rule == "simultaneous":  # G's gradient reads the old D: only the labels differ
+    other, _ = gan_jax.train_step(gan, state, (x[None], c.at[3].set(0)[None]),
+                                  jax.random.key(2), noise=nz)
+    assert not np.allclose(other.g_params["Dense_0"]["kernel"], new.g_params["Dense_0"]["kernel"])
 
 
 def test_the_scan_loop_trains_a_semi_supervised_d():
