@@ -22,10 +22,11 @@ L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # on the mean cross-entropy; chosen on 
 ITERATIONS = 100  # L-BFGS iterations (full batch; 300 gave the same test errors)
 
 
-def balanced_draw(labels: np.ndarray, count: int, seed: int, num_classes: int = 10
-                  ) -> np.ndarray:
+def balanced_draw(labels: np.ndarray, count: int, seed: int, num_classes: int = 10, *,
+                  flag: str = "--counts") -> np.ndarray:
   """Indices of ``count`` examples of ``labels``, ``count / num_classes`` of each class,
-  drawn without replacement by ``seed``; ``count == len(labels)``: all of them."""
+  drawn without replacement by ``seed``; ``count == len(labels)``: all of them. ``flag``:
+  the command-line flag the error names."""
   labels = np.asarray(labels)
   if count == len(labels):
     return np.arange(len(labels))
@@ -33,11 +34,11 @@ def balanced_draw(labels: np.ndarray, count: int, seed: int, num_classes: int = 
   held = np.bincount(labels, minlength=num_classes)
   if count > len(labels) or count % num_classes or count <= 0 or per_class > held.min():
     raise UserError(
-        f"A probe cannot draw {count} labels from a split of {len(labels)} examples: it draws "
-        f"the same number of each of the {num_classes} classes, so the count must be a "
-        f"positive multiple of {num_classes} with at most {held.min()} per class (the rarest "
+        f"{flag}={count}: cannot draw {count} labels from a split of {len(labels)} examples: "
+        f"a draw takes the same number of each of the {num_classes} classes, so the count must "
+        f"be a positive multiple of {num_classes} with at most {held.min()} per class (the rarest "
         f"class's examples here), i.e. at most {num_classes * held.min()}; or exactly "
-        f"{len(labels)} for the whole split. Pass e.g. --counts=100,1000,{len(labels)}.")
+        f"{len(labels)} for the whole split (e.g. {flag}=100).")
   rng = np.random.RandomState(seed)
   picked = [rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
             for c in range(num_classes)]
