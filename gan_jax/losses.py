@@ -162,10 +162,10 @@ def takes_real(g_loss: Callable) -> bool:
     return False
 
 
-def takes_cond(d_loss: Callable) -> bool:
-  """Whether a D loss reads the real minibatch's condition: its signature has ``cond``."""
+def takes_cond(loss: Callable) -> bool:
+  """Whether a D or G loss reads the real minibatch's condition: its signature has ``cond``."""
   try:
-    return "cond" in inspect.signature(d_loss).parameters
+    return "cond" in inspect.signature(loss).parameters
   except (TypeError, ValueError):
     return False
 
