@@ -103,3 +103,49 @@ def test_a_warmup_ramps_the_rate_up_and_none_changes_nothing():
 
   np.testing.assert_allclose(optim.current_learning_rate(Cfg, state),
                              0.2 * 7 / 8 / 1.000004 ** 6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "paper_sgd"])
+def test_lookahead_pulls_the_weights_to_the_slow_ones_every_k_updates(name):
+  fields = dict(name=name, learning_rate=0.1)
+  fields.update({"sgd": dict(momentum=0.5), "adam": dict(b1=0.5, b2=0.999),
+                 "paper_sgd": dict(decay_factor=1.000004, min_learning_rate=1e-6,
+                                   init_momentum=0.5, final_momentum=0.7,
+                                   momentum_start_epoch=1, momentum_saturate_epoch=3)}[name])
+  grads = [1.0, -2.0, 0.5, 1.0, 3.0, -1.0, 2.0]
+  plain_cfg = type("Cfg", (), fields)
+  la_cfg = type("Cfg", (), {**fields, "lookahead_steps": 3, "lookahead_alpha": 0.25})
+  got, state = run(optim.make_optimizer(la_cfg, steps_per_epoch=2), grads)
+  assert float(state.hyperparams["learning_rate"]) == pytest.approx(0.1)  # sweeps still set it
+  # Reference: the plain optimizer's steps from the fast weights (its state carried on), the
+  # weights moved to slow + 0.25 (fast - slow) after updates 3 and 6.
+  inner = optim.make_optimizer(plain_cfg, steps_per_epoch=2)
+  inner_state, p, slow, expect = inner.init(jnp.zeros(())), 0.0, 0.0, []
+  for t, g in enumerate(grads, 1):
+    u, inner_state = inner.update(jnp.asarray(g), inner_state, jnp.asarray(p))
+    p = float(p + u)
+    if t % 3 == 0:
+      slow = p = slow + 0.25 * (p - slow)
+    expect.append(p)
+  np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-7)
+  assert got[2] != pytest.approx(run(inner, grads)[0][2])  # the pull changed the weights
+  with pytest.raises(ValueError, match="sync_every"):
+    optim.lookahead(optim.momentum_sgd(0.1, 0.0), 0)
+
+
+def test_anneal_takes_the_rate_linearly_to_zero_and_zero_steps_change_nothing():
+  fields = dict(name="adam", learning_rate=0.1, b1=0.5, b2=0.999)
+  grads = [1.0, -2.0, 0.5, 1.0, 3.0, -1.0, 2.0, 1.0]
+  plain, _ = run(optim.make_optimizer(type("Cfg", (), fields), steps_per_epoch=2), grads)
+  off, _ = run(optim.make_optimizer(type("Cfg", (), {**fields, "anneal_steps": 0}),
+                                    steps_per_epoch=2), grads)
+  assert off == plain  # bitwise
+  cfg = type("Cfg", (), {**fields, "anneal_start": 2, "anneal_steps": 4})
+  got, state = run(optim.make_optimizer(cfg, steps_per_epoch=2), grads[:5])
+  assert optim.current_learning_rate(cfg, state) == pytest.approx(0.1 * 0.25)  # update 5 next
+  got, _ = run(optim.make_optimizer(cfg, steps_per_epoch=2), grads)
+  steps = np.diff([0.0] + plain)
+  factors = [1, 1, 1, 0.75, 0.5, 0.25, 0, 0]  # update t scaled by clip(1 - (t - 2) / 4, 0, 1)
+  np.testing.assert_allclose(np.diff([0.0] + got), steps * factors, rtol=1e-5, atol=1e-7)
+  with pytest.raises(ValueError, match="steps"):
+    optim.anneal(0, 0)

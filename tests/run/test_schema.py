@@ -29,7 +29,8 @@ def config_with(**changes):
 DELETE = object()
 
 
-@pytest.mark.parametrize("path", ["experiments/mnist.py", "experiments/mnist_adam.py"])
+@pytest.mark.parametrize("path", ["experiments/mnist.py", "experiments/mnist_adam.py",
+                                  "experiments/mnist_fast.py"])
 @pytest.mark.parametrize("arg", [None, "smoke"])
 def test_the_shipped_gan_configs_pass(path, arg):
   schema.check(load_config(path, arg), 4, MNIST.schema())
@@ -50,6 +51,10 @@ def test_the_shipped_gan_configs_pass(path, arg):
     (dict(optimizer__learning_rate=0.0), r"config\.optimizer\.learning_rate is 0\.0; it must "
                                          r"be a positive number"),
     (dict(optimizer__learning_rate=-1e-3), r"config\.optimizer\.learning_rate is -0\.001"),
+    (dict(optimizer__lookahead_alpha=0.0), r"config\.optimizer\.lookahead_alpha is 0\.0; it "
+                                           r"must be a number in \(0, 1\]"),
+    (dict(optimizer__anneal_steps=-5), r"config\.optimizer\.anneal_steps is -5; it must be an "
+                                       r"integer >= 0 \(0: off\)"),
     (dict(optimizer__name="rmsprop"), r"config\.optimizer\.name is 'rmsprop', which gan_jax "
                                       r"does not know; use one of 'paper_sgd', 'sgd', 'adam'"),
     (dict(data__name="cifar10"), r"config\.data\.name is 'cifar10'; it must be one of 'mnist'"),
