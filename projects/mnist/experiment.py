@@ -33,7 +33,10 @@ FIELDS: dict[str, Any] = {
         "data_dir": schema.Field("str", default=""),
     },
     "model": {
-        "name": schema.choice(("mlp_maxout",), default="mlp_maxout"),
+        # mlp_maxout: the paper's players (generator/discriminator sections); conv: the
+        # DCGAN-style pair (gan_jax.ConvGenerator / ConvDiscriminator, conv_features wide).
+        "name": schema.choice(model.MODELS, default="mlp_maxout"),
+        "conv_features": schema.positive(default=64),
         "latent_dim": schema.positive(),
         "latent_dist": schema.choice(state_lib.LATENT_DISTS, default="uniform"),
         "dtype": schema.choice(("float32", "bfloat16"), default="float32"),
