@@ -58,14 +58,18 @@ def lookahead(inner: optax.GradientTransformation, sync_every: int, alpha: float
   return optax.GradientTransformation(init, update)
 
 
+def anneal_factor(count: Any, start: int, steps: int) -> Any:
+  """1 until update ``start``, then falling linearly to 0 over ``steps`` updates."""
+  return jnp.clip(1.0 - (count - start) / steps, 0.0, 1.0)
+
+
 def anneal(start: int, steps: int) -> optax.GradientTransformation:
   """Scales the updates by 1 until update ``start``, then by a factor falling linearly to 0
   over the next ``steps`` updates: the rate annealed at the end of a run."""
   if start < 0 or steps < 1:
     raise ValueError(f"anneal(start={start}, steps={steps}): start must be >= 0 and steps "
                      f">= 1.")
-  return optax.scale_by_schedule(
-      lambda count: jnp.clip(1.0 - (count - start) / steps, 0.0, 1.0))
+  return optax.scale_by_schedule(lambda count: anneal_factor(count, start, steps))
 
 
 def _wrap(factory: Any, cfg: Any) -> Any:
@@ -153,7 +157,7 @@ def current_learning_rate(cfg: Any, opt_state: Any) -> float | None:
   span = int(getattr(cfg, "anneal_steps", 0) or 0)
   if span:
     start = int(getattr(cfg, "anneal_start", 0) or 0)
-    lr = lr * jnp.clip(1.0 - (opt_state.count - start) / span, 0.0, 1.0)
+    lr = lr * anneal_factor(opt_state.count, start, span)
   return float(lr)
 
 
