@@ -49,7 +49,7 @@ def unit(**kw):
 _ACTIVATIONS = tuple(sorted(players.ACTIVATIONS))
 # Every optimizer may also take Lookahead (gan_jax.optim.lookahead) and a linear anneal of
 # its updates to 0 (gan_jax.optim.anneal, from update anneal_start over anneal_steps): 0 = off.
-_LOOKAHEAD = {
+_WRAPPERS = {
     "anneal_start": Field("int", lambda v: v >= 0, "an integer >= 0", default=0),
     "anneal_steps": Field("int", lambda v: v >= 0, "an integer >= 0 (0: off)", default=0),
     "lookahead_steps": Field("int", lambda v: v >= 0, "an integer >= 0 (0: off)", default=0),
@@ -66,15 +66,15 @@ _OPTIMIZER_FIELDS = {
         "momentum_start_epoch": Field("int", lambda v: v >= 0, "an integer >= 0"),
         "momentum_saturate_epoch": Field("int", lambda v: v >= 0, "an integer >= 0"),
         "warmup_steps": Field("int", lambda v: v >= 0, "an integer >= 0", default=0),
-        **_LOOKAHEAD,
+        **_WRAPPERS,
     },
     "sgd": {"learning_rate": positive("float"),
             "momentum": Field("float", lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"),
-            **_LOOKAHEAD},
+            **_WRAPPERS},
     "adam": {"learning_rate": positive("float"),
              "b1": Field("float", lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"),
              "b2": Field("float", lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"),
-             **_LOOKAHEAD},
+             **_WRAPPERS},
 }
 
 # The fields every experiment has: the run, the optimizers and the game.
