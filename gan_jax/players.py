@@ -106,7 +106,10 @@ class MaxoutDiscriminator(nn.Module):
   dropout keep 0.8 on the input and 0.5 on each hidden layer's input.
   ``activation="maxout"`` takes the max over ``pieces`` linear pieces per unit;
   any other activation name makes plain layers. Dropout runs only with
-  ``train=True`` and needs the ``"dropout"`` rng.
+  ``train=True`` and needs the ``"dropout"`` rng. ``minibatch_std=n > 0`` gives the last
+  hidden layer one more input, the spread of the layer below across each group of n
+  consecutive examples (Karras et al. 2018): a batch of too-similar samples shows in it.
+  The groups never straddle data and samples when the batch is a multiple of n.
   """
 
   hidden: Sequence[int] = (240, 240)
@@ -115,6 +118,7 @@ class MaxoutDiscriminator(nn.Module):
   init_scale: float = 0.005
   input_keep: float = 0.8
   hidden_keep: float = 0.5
+  minibatch_std: int = 0
   dtype: Dtype = jnp.float32
   kernels: str = "auto"
 
@@ -126,9 +130,14 @@ class MaxoutDiscriminator(nn.Module):
     drop_key = self.make_rng("dropout") if drops else None
     h = x.astype(self.dtype)
     for i, width in enumerate(self.hidden):
+      spread = None
+      if self.minibatch_std and i == len(self.hidden) - 1:
+        spread = group_spread(h, self.minibatch_std)  # of the layer below, before dropout
       if drop_key is not None:
         h = dropout(h, self.input_keep if i == 0 else self.hidden_keep,
                     jax.random.fold_in(drop_key, i), k)
+      if spread is not None:
+        h = jnp.concatenate([h, spread], axis=-1)
       if self.activation == "maxout":
         z = dense(width * self.pieces, self.dtype, k, kernel_init=init, name=f"hidden_{i}")(h)
         h = k.maxout(z, self.pieces, width)
@@ -140,6 +149,18 @@ class MaxoutDiscriminator(nn.Module):
       h = dropout(h, self.hidden_keep, jax.random.fold_in(drop_key, len(self.hidden)), k)
     logit = dense(1, self.dtype, k, kernel_init=init, name="output")(h)
     return logit[..., 0].astype(jnp.float32)
+
+
+def group_spread(h: jax.Array, group: int) -> jax.Array:
+  """[B, F] -> [B, 1]: the standard deviation of each feature across the example's group of
+  ``group`` consecutive rows, averaged over the features (the whole batch if smaller)."""
+  n = min(group, h.shape[0])
+  if h.shape[0] % n:
+    raise ValueError(f"minibatch_std={group} needs a batch that is a multiple of it; this "
+                     f"one has {h.shape[0]} rows. Choose a batch size divisible by {group}.")
+  g = h.astype(jnp.float32).reshape(-1, n, h.shape[-1])
+  spread = jnp.sqrt(jnp.var(g, axis=1) + 1e-8).mean(-1)  # [B / n]
+  return jnp.repeat(spread, n)[:, None].astype(h.dtype)
 
 
 class ConvPlayer(nn.Module):

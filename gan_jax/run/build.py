@@ -26,7 +26,8 @@ def make_discriminator(cfg: Any, dtype: str, cls: type = players.MaxoutDiscrimin
   it, ``replace``: attributes set otherwise than from the config."""
   kwargs = dict(hidden=tuple(cfg.hidden), pieces=cfg.pieces, activation=cfg.activation,
                 init_scale=cfg.init_scale, input_keep=cfg.input_keep,
-                hidden_keep=cfg.hidden_keep, dtype=DTYPES[dtype])
+                hidden_keep=cfg.hidden_keep, minibatch_std=cfg.get("minibatch_std", 0),
+                dtype=DTYPES[dtype])
   return cls(**{**kwargs, **replace})
 
 

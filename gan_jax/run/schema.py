@@ -144,6 +144,7 @@ MLP_PLAYERS: dict[str, Any] = {
         "init_scale": positive("float"),
         "input_keep": unit(),
         "hidden_keep": unit(),
+        "minibatch_std": Field("int", lambda v: v >= 0, "an int >= 0 (0: off)", default=0),
     },
 }
 
@@ -267,6 +268,12 @@ def check(config: Any, num_devices: int, fields: dict[str, Any]) -> None:
     fix = max(num_devices, config.batch_size // num_devices * num_devices)
     raise UserError(f"config.batch_size={split} (e.g. --config.batch_size={fix}), or run on "
                     f"fewer devices.")
+  group = config.model.get("discriminator", {}).get("minibatch_std", 0)
+  if group and (config.batch_size // num_devices) % group:
+    raise UserError(f"config.model.discriminator.minibatch_std={group} groups each device's "
+                    f"minibatch of {config.batch_size // num_devices}, which is not a multiple "
+                    f"of it; choose a group size that divides it, or a batch size that it "
+                    f"divides on {num_devices} device(s).")
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -150,3 +150,20 @@ def test_marginal_output_bias_sets_initial_output_to_marginals():
   np.testing.assert_allclose(out[0], np.clip(means, 1e-7, 1 - 1e-7), atol=1e-4)
   with pytest.raises(ValueError, match="shape"):
     gan_jax.init_state(spec, jax.random.key(0), jnp.zeros((1, 5)), g_output_bias=bias[:3])
+
+
+def test_minibatch_std_reads_each_group_of_examples_only():
+  h = jax.random.normal(jax.random.key(0), (6, 5))
+  expected = np.repeat(np.asarray(h).reshape(3, 2, 5).std(1).mean(-1), 2)[:, None]
+  np.testing.assert_allclose(players.group_spread(h, 2), expected, rtol=1e-3)
+  d = gan_jax.MaxoutDiscriminator(hidden=(8, 8), pieces=2, minibatch_std=2, input_keep=1.0,
+                                  hidden_keep=1.0, init_scale=0.5)
+  x = jax.random.normal(jax.random.key(1), (6, 5))
+  p = d.init(jax.random.key(2), x, train=False)["params"]
+  assert p["hidden_1"]["kernel"].shape == (9, 16)  # one more input: the group's spread
+  out = d.apply({"params": p}, x, train=False)
+  moved = d.apply({"params": p}, x.at[1].multiply(3.0), train=False)  # row 1: group 0
+  assert not np.allclose(out[0], moved[0])  # its group partner sees the change
+  np.testing.assert_array_equal(out[2:], moved[2:])  # the other groups do not
+  with pytest.raises(ValueError, match="multiple of it"):
+    d.apply({"params": p}, x[:5], train=False)

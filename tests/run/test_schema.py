@@ -112,6 +112,15 @@ def test_batch_that_does_not_split_over_the_devices():
     schema.check(config_with(), 3, MNIST.schema())
 
 
+def test_minibatch_std_group_must_divide_each_devices_batch():
+  schema.check(config_with(model__discriminator__minibatch_std=4), 1, MNIST.schema())
+  with pytest.raises(UserError, match=r"minibatch_std=8 groups each device's minibatch of 50, "
+                                      r"which is not a multiple of it"):
+    schema.check(config_with(model__discriminator__minibatch_std=8), 2, MNIST.schema())
+  with pytest.raises(UserError, match=r"minibatch_std is -1; it must be an int >= 0"):
+    schema.check(config_with(model__discriminator__minibatch_std=-1), 1, MNIST.schema())
+
+
 def test_unwritable_workdir_is_refused(tmp_path):
   blocker = tmp_path / "a_file"
   blocker.write_text("not a directory")
