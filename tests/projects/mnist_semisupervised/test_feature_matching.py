@@ -128,7 +128,7 @@ def test_the_command_end_to_end_on_mnist(mnist, tfds_dir, tmp_path):
   from conftest import MNIST_DIR  # pylint: disable=import-outside-toplevel
   del mnist  # prepared by the fixture
   data = [f"--manual_dir={MNIST_DIR}", f"--data_dir={tfds_dir}"]
-  results = fm.main([f"--workdir={tmp_path}", "--steps=200", "--eval_every=100", *data])
+  results = fm.main([f"--workdir={tmp_path}", "--steps=100", "--eval_every=50", *data])
   errors = [r["val_error"] for r in results["rows"]]  # the averaged D's, still near its start
   assert len(errors) == 2 and errors[-1] < errors[0] < 0.9  # chance is 90%
   assert results["rows"][-1]["val_error_raw_d"] < 0.5
