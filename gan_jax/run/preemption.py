@@ -3,6 +3,10 @@
 Outside the training loop (reading and preparing data, the feature classifier, a
 warm-up, ``--mode=eval``) there is nothing to finish: ``stops_at_once`` makes the
 signal raise ``Stopped`` where the program is, and the launcher says so in one line.
+A library's broad ``except`` can swallow that exception (JAX's compilation-cache
+writer does), so the signal is also recorded: long loops outside training call
+``raise_if_stopped``, and leaving ``stops_at_once`` or entering the training loop
+raises it again.
 
 The first signal only sets a flag, which the training loop reads once per
 compiled chunk: it finishes that chunk, writes a checkpoint and returns (exit
@@ -48,6 +52,7 @@ class StopRequest:
   def installed(self):
     main = threading.current_thread() is threading.main_thread()
     if main and self._depth == 0:
+      raise_if_stopped()  # a signal from setting up that a library swallowed
       self.signal_name = None
       self._previous = {s: signal.getsignal(s) for s in SIGNALS}
       for s in SIGNALS:
@@ -81,8 +86,19 @@ class Stopped(Exception):
     self.signal_name = signal_name
 
 
+_PENDING: list[str] = []  # signals taken by stops_at_once, kept in case the raise was swallowed
+
+
 def _raise_stopped(signum, frame):  # pylint: disable=unused-argument
-  raise Stopped(signal.Signals(signum).name)
+  _PENDING.append(signal.Signals(signum).name)
+  raise Stopped(_PENDING[-1])
+
+
+def raise_if_stopped() -> None:
+  """Raises ``Stopped`` if a signal came under ``stops_at_once``; for long loops outside
+  training, where a library may have caught the exception the signal raised."""
+  if _PENDING:
+    raise Stopped(_PENDING[0])
 
 
 @contextlib.contextmanager
@@ -93,10 +109,13 @@ def stops_at_once():
     yield
     return
   previous = {s: signal.getsignal(s) for s in SIGNALS}
+  _PENDING.clear()
   for s in SIGNALS:
     signal.signal(s, _raise_stopped)
   try:
     yield
+    raise_if_stopped()
   finally:
     for s, handler in previous.items():
       signal.signal(s, handler)
+    _PENDING.clear()

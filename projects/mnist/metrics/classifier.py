@@ -37,6 +37,7 @@ import numpy as np
 import optax
 
 from gan_jax.errors import UserError
+from gan_jax.run.preemption import raise_if_stopped
 
 MIN_TEST_ACCURACY = 0.99
 
@@ -172,6 +173,7 @@ def train(settings: TrainSettings, images: np.ndarray, labels: np.ndarray, *,
                                   steps_per_epoch)
     losses = []
     for i in range(steps_per_epoch):
+      raise_if_stopped()  # a stop signal whose exception a library (JAX's cache writer) caught
       params, opt_state, loss = step(params, opt_state, order[i], shift_keys[i])
       losses.append(loss)
     if verbose:
