@@ -36,7 +36,8 @@ def test_the_encoder_keeps_to_a_uniform_prior_s_box():
 
 @pytest.mark.xdist_group("mnist_classifier")
 def test_the_command_fits_e_on_g_samples_only_and_measures_it(mnist_smoke_run, mnist_classifier,
-                                                              tfds_dir, tmp_path, monkeypatch):
+                                                              tfds_dir, tmp_path, monkeypatch,
+                                                              xla_optimized):
   """Fitted twice, once with every training and validation image inverted: the same E."""
   from conftest import MNIST_DIR  # pylint: disable=import-outside-toplevel
   args = [f"--gan_workdir={mnist_smoke_run}", "--steps=200", "--hidden=32",

@@ -67,7 +67,8 @@ def test_d_is_initialised_from_data_and_its_hidden_scales_stay_fixed():
   x = jnp.asarray(np.random.RandomState(0).rand(64, 784), jnp.float32)
   labels = jnp.arange(64, dtype=jnp.int32) % 10
   state = gan_jax.init_state(gan, jax.random.key(0), (x, labels))
-  params = fm.init_from_data(gan.discriminator, state.d.params, x, jax.random.key(1))
+  params = jax.jit(fm.init_from_data, static_argnums=0)(gan.discriminator, state.d.params, x,
+                                                        jax.random.key(1))
   _, sown = gan.discriminator.apply({"params": params}, x, train=True,
                                     rngs={"dropout": jax.random.key(1)}, mutable=["intermediates"])
   for name in ("WeightNormDense_0", "WeightNormDense_5"):  # the first layer and the logits
@@ -76,7 +77,8 @@ def test_d_is_initialised_from_data_and_its_hidden_scales_stay_fixed():
     np.testing.assert_allclose(jnp.mean(out, 0), 0.0, atol=1e-4)
     np.testing.assert_allclose(jnp.std(out, 0), 1.0, rtol=1e-3)
   state = state.replace(d=state.d.replace(params=params, opt_state=gan.d_optimizer.init(params)))
-  new, _ = gan_jax.train_step(gan, state, (x[None, :16], labels[None, :16]), jax.random.key(2))
+  new, _ = jax.jit(gan_jax.train_step, static_argnums=0)(  # compiled once, not op by op
+      gan, state, (x[None, :16], labels[None, :16]), jax.random.key(2))
   for name in ("WeightNormDense_0", "WeightNormDense_4"):
     np.testing.assert_array_equal(new.d.params[name]["scale"], params[name]["scale"])
   last = "WeightNormDense_5"  # the logits' scale is trained
@@ -124,7 +126,7 @@ def test_training_reads_no_label_outside_the_draw():
                                  np.zeros((2, 784), np.float32))["logits"].shape == (2, 10)
 
 
-def test_the_command_end_to_end_on_mnist(mnist, tfds_dir, tmp_path):
+def test_the_command_end_to_end_on_mnist(mnist, tfds_dir, tmp_path, xla_optimized):
   from conftest import MNIST_DIR  # pylint: disable=import-outside-toplevel
   del mnist  # prepared by the fixture
   data = [f"--manual_dir={MNIST_DIR}", f"--data_dir={tfds_dir}"]

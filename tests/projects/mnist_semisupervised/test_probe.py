@@ -59,7 +59,8 @@ def test_probes_fit_on_the_drawn_labels_and_never_read_test_labels():
     assert again["raw"][c]["mean"] > got["raw"][c]["mean"] + 0.5
 
 
-def test_the_command_probes_pixels_d_and_e_of_a_trained_run(mnist_smoke_run, tfds_dir, tmp_path):
+def test_the_command_probes_pixels_d_and_e_of_a_trained_run(mnist_smoke_run, tfds_dir, tmp_path,
+                                                            xla_optimized):
   from conftest import MNIST_DIR  # pylint: disable=import-outside-toplevel
   data = [f"--manual_dir={MNIST_DIR}", f"--data_dir={tfds_dir}"]
   _, _, gan, state, _ = mnist_evaluate.load_run(mnist_smoke_run, manual_dir=MNIST_DIR,
