@@ -110,6 +110,10 @@ class MaxoutDiscriminator(nn.Module):
   hidden layer one more input, the spread of the layer below across each group of n
   consecutive examples (Karras et al. 2018): a batch of too-similar samples shows in it.
   The groups never straddle data and samples when the batch is a multiple of n.
+  ``minibatch_features=b > 0`` gives it b more inputs, minibatch discrimination (Salimans et
+  al. 2016): for each example, how close it lies to the others of its batch in b learned
+  projections of ``minibatch_dims`` dimensions (``batch_similarity``), so that a mode that G
+  over-produces shows as a crowd. The steps run D on data and on samples apart.
   """
 
   hidden: Sequence[int] = (240, 240)
@@ -119,6 +123,8 @@ class MaxoutDiscriminator(nn.Module):
   input_keep: float = 0.8
   hidden_keep: float = 0.5
   minibatch_std: int = 0
+  minibatch_features: int = 0
+  minibatch_dims: int = 4
   dtype: Dtype = jnp.float32
   kernels: str = "auto"
 
@@ -130,14 +136,20 @@ class MaxoutDiscriminator(nn.Module):
     drop_key = self.make_rng("dropout") if drops else None
     h = x.astype(self.dtype)
     for i, width in enumerate(self.hidden):
-      spread = None
+      extra = []  # batch statistics of the layer below (before dropout), for the last layer
       if self.minibatch_std and i == len(self.hidden) - 1:
-        spread = group_spread(h, self.minibatch_std)  # of the layer below, before dropout
+        extra.append(group_spread(h, self.minibatch_std))
+      if self.minibatch_features and i == len(self.hidden) - 1:
+        m = dense(self.minibatch_features * self.minibatch_dims, self.dtype, k,
+                  kernel_init=nn.initializers.normal(0.05), use_bias=False,
+                  name="minibatch_projection")(h)
+        extra.append(batch_similarity(m.reshape(h.shape[0], self.minibatch_features,
+                                                self.minibatch_dims)).astype(h.dtype))
       if drop_key is not None:
         h = dropout(h, self.input_keep if i == 0 else self.hidden_keep,
                     jax.random.fold_in(drop_key, i), k)
-      if spread is not None:
-        h = jnp.concatenate([h, spread], axis=-1)
+      if extra:
+        h = jnp.concatenate([h, *extra], axis=-1)
       if self.activation == "maxout":
         z = dense(width * self.pieces, self.dtype, k, kernel_init=init, name=f"hidden_{i}")(h)
         h = k.maxout(z, self.pieces, width)
@@ -161,6 +173,15 @@ def group_spread(h: jax.Array, group: int) -> jax.Array:
   g = h.astype(jnp.float32).reshape(-1, n, h.shape[-1])
   spread = jnp.sqrt(jnp.var(g, axis=1) + 1e-8).mean(-1)  # [B / n]
   return jnp.repeat(spread, n)[:, None].astype(h.dtype)
+
+
+def batch_similarity(m: jax.Array) -> jax.Array:
+  """[B, b, d] -> [B, b]: for each example and projection, the mean over the other examples
+  of exp(-L1 distance) between their d-vectors (1: all alike; 0: all far apart)."""
+  m = m.astype(jnp.float32)
+  n = m.shape[0]
+  close = jnp.exp(-jnp.sum(jnp.abs(m[:, None] - m[None]), axis=-1))  # [B, B, b]
+  return (jnp.sum(close, axis=1) - 1.0) / max(n - 1, 1)  # less each example's own 1
 
 
 class ConvPlayer(nn.Module):

@@ -145,6 +145,8 @@ MLP_PLAYERS: dict[str, Any] = {
         "input_keep": unit(),
         "hidden_keep": unit(),
         "minibatch_std": Field("int", lambda v: v >= 0, "an int >= 0 (0: off)", default=0),
+        "minibatch_features": Field("int", lambda v: v >= 0, "an int >= 0 (0: off)", default=0),
+        "minibatch_dims": Field("int", lambda v: v >= 1, "an int >= 1", default=4),
     },
 }
 

@@ -167,3 +167,30 @@ def test_minibatch_std_reads_each_group_of_examples_only():
   np.testing.assert_array_equal(out[2:], moved[2:])  # the other groups do not
   with pytest.raises(ValueError, match="multiple of it"):
     d.apply({"params": p}, x[:5], train=False)
+
+
+def test_batch_similarity_against_numpy():
+  m = np.random.RandomState(0).randn(6, 3, 2).astype(np.float32)
+  expected = np.array([[np.mean([np.exp(-np.abs(m[i, b] - m[j, b]).sum()) for j in range(6)
+                                 if j != i]) for b in range(3)] for i in range(6)])
+  np.testing.assert_allclose(players.batch_similarity(jnp.asarray(m)), expected, rtol=1e-5)
+  crowd = np.concatenate([np.zeros((4, 3, 2)), m[4:]]).astype(np.float32)  # 4 alike rows
+  got = np.asarray(players.batch_similarity(jnp.asarray(crowd)))
+  assert np.all(got[:4] > got[4:].max())  # the crowd sees itself
+
+
+def test_minibatch_features_make_each_output_read_the_whole_batch():
+  d = gan_jax.MaxoutDiscriminator(hidden=(8, 8), pieces=2, minibatch_features=3,
+                                  minibatch_dims=2, input_keep=1.0, hidden_keep=1.0,
+                                  init_scale=0.5)
+  x = jax.random.normal(jax.random.key(1), (5, 5))
+  p = d.init(jax.random.key(2), x, train=False)["params"]
+  assert p["hidden_1"]["kernel"].shape == (11, 16)  # three more inputs
+  assert p["minibatch_projection"]["kernel"].shape == (8, 6)
+  out = d.apply({"params": p}, x, train=False)
+  moved = d.apply({"params": p}, x.at[4].multiply(3.0), train=False)
+  assert not np.any(np.isclose(out[:4], moved[:4]))  # every other example sees the change
+  alone = gan_jax.MaxoutDiscriminator(hidden=(8, 8), pieces=2, input_keep=1.0,
+                                      hidden_keep=1.0, init_scale=0.5)
+  assert alone.init(jax.random.key(2), x, train=False)["params"]["hidden_1"]["kernel"].shape \
+      == (8, 16)

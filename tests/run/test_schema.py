@@ -130,6 +130,11 @@ def test_minibatch_std_group_must_divide_each_devices_batch():
     schema.check(config_with(model__discriminator__minibatch_std=8), 2, MNIST.schema())
   with pytest.raises(UserError, match=r"minibatch_std is -1; it must be an int >= 0"):
     schema.check(config_with(model__discriminator__minibatch_std=-1), 1, MNIST.schema())
+  schema.check(config_with(model__discriminator__minibatch_features=16), 1, MNIST.schema())
+  with pytest.raises(UserError, match=r"minibatch_features is -2; it must be an int >= 0"):
+    schema.check(config_with(model__discriminator__minibatch_features=-2), 1, MNIST.schema())
+  with pytest.raises(UserError, match=r"minibatch_dims is 0; it must be an int >= 1"):
+    schema.check(config_with(model__discriminator__minibatch_dims=0), 1, MNIST.schema())
 
 
 def test_unwritable_workdir_is_refused(tmp_path):
