@@ -114,6 +114,10 @@ class MaxoutDiscriminator(nn.Module):
   al. 2016): for each example, how close it lies to the others of its batch in b learned
   projections of ``minibatch_dims`` dimensions (``batch_similarity``), so that a mode that G
   over-produces shows as a crowd. The steps run D on data and on samples apart.
+  ``pack=p > 1`` makes D judge p consecutive examples at once (PacGAN, Lin et al. 2018):
+  their pixels side by side as one input, one logit for the pack, given to each of its
+  examples; a G that repeats itself is easier to tell apart in packs. The same products per
+  example in the first layer, 1/p of them above it.
   """
 
   hidden: Sequence[int] = (240, 240)
@@ -125,6 +129,7 @@ class MaxoutDiscriminator(nn.Module):
   minibatch_std: int = 0
   minibatch_features: int = 0
   minibatch_dims: int = 4
+  pack: int = 1
   dtype: Dtype = jnp.float32
   kernels: str = "auto"
 
@@ -134,7 +139,8 @@ class MaxoutDiscriminator(nn.Module):
     init = symmetric_uniform(self.init_scale)
     drops = train and min(self.input_keep, self.hidden_keep) < 1
     drop_key = self.make_rng("dropout") if drops else None
-    h = x.astype(self.dtype)
+    rows = x.shape[0]
+    h = pack_rows(x, self.pack).astype(self.dtype)
     for i, width in enumerate(self.hidden):
       extra = []  # batch statistics of the layer below (before dropout), for the last layer
       if self.minibatch_std and i == len(self.hidden) - 1:
@@ -160,7 +166,20 @@ class MaxoutDiscriminator(nn.Module):
     if drop_key is not None and self.hidden:
       h = dropout(h, self.hidden_keep, jax.random.fold_in(drop_key, len(self.hidden)), k)
     logit = dense(1, self.dtype, k, kernel_init=init, name="output")(h)
-    return logit[..., 0].astype(jnp.float32)
+    return jnp.repeat(logit[..., 0].astype(jnp.float32), self.pack)[:rows]
+
+
+def pack_rows(x: jax.Array, pack: int) -> jax.Array:
+  """[B, F] -> [B / pack, pack * F]: each ``pack`` consecutive rows side by side. A batch
+  smaller than one pack (a shape check, an initialisation) is repeated to fill it."""
+  if pack == 1:
+    return x
+  if x.shape[0] < pack:
+    x = jnp.concatenate([x] * -(-pack // x.shape[0]))[:pack]
+  if x.shape[0] % pack:
+    raise ValueError(f"pack={pack} needs a batch that is a multiple of it; this one has "
+                     f"{x.shape[0]} rows. Choose a batch size divisible by {pack}.")
+  return x.reshape(x.shape[0] // pack, pack * x.shape[-1])
 
 
 def group_spread(h: jax.Array, group: int) -> jax.Array:

@@ -28,7 +28,7 @@ def make_discriminator(cfg: Any, dtype: str, cls: type = players.MaxoutDiscrimin
                 init_scale=cfg.init_scale, input_keep=cfg.input_keep,
                 hidden_keep=cfg.hidden_keep, minibatch_std=cfg.get("minibatch_std", 0),
                 minibatch_features=cfg.get("minibatch_features", 0),
-                minibatch_dims=cfg.get("minibatch_dims", 4),
+                minibatch_dims=cfg.get("minibatch_dims", 4), pack=cfg.get("pack", 1),
                 dtype=DTYPES[dtype])
   return cls(**{**kwargs, **replace})
 

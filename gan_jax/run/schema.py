@@ -147,6 +147,8 @@ MLP_PLAYERS: dict[str, Any] = {
         "minibatch_std": Field("int", lambda v: v >= 0, "an int >= 0 (0: off)", default=0),
         "minibatch_features": Field("int", lambda v: v >= 0, "an int >= 0 (0: off)", default=0),
         "minibatch_dims": Field("int", lambda v: v >= 1, "an int >= 1", default=4),
+        "pack": Field("int", lambda v: v >= 1, "an int >= 1 (1: one example at a time)",
+                      default=1),
     },
 }
 
@@ -270,12 +272,19 @@ def check(config: Any, num_devices: int, fields: dict[str, Any]) -> None:
     fix = max(num_devices, config.batch_size // num_devices * num_devices)
     raise UserError(f"config.batch_size={split} (e.g. --config.batch_size={fix}), or run on "
                     f"fewer devices.")
+  pack = config.model.get("discriminator", {}).get("pack", 1)
+  if (config.batch_size // num_devices) % pack:
+    raise UserError(f"config.model.discriminator.pack={pack} packs each device's minibatch of "
+                    f"{config.batch_size // num_devices}, which is not a multiple of it; choose "
+                    f"a pack that divides it, or a batch size that it divides on "
+                    f"{num_devices} device(s).")
   group = config.model.get("discriminator", {}).get("minibatch_std", 0)
-  if group and (config.batch_size // num_devices) % group:
+  if group and (config.batch_size // num_devices) % (group * pack):
+    packs = f" in packs of {pack}" if pack > 1 else ""
     raise UserError(f"config.model.discriminator.minibatch_std={group} groups each device's "
-                    f"minibatch of {config.batch_size // num_devices}, which is not a multiple "
-                    f"of it; choose a group size that divides it, or a batch size that it "
-                    f"divides on {num_devices} device(s).")
+                    f"minibatch of {config.batch_size // num_devices}{packs}, which is not a "
+                    f"multiple of it; choose a group size that divides it, or a batch size "
+                    f"that it divides on {num_devices} device(s).")
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

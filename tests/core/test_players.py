@@ -194,3 +194,21 @@ def test_minibatch_features_make_each_output_read_the_whole_batch():
                                       hidden_keep=1.0, init_scale=0.5)
   assert alone.init(jax.random.key(2), x, train=False)["params"]["hidden_1"]["kernel"].shape \
       == (8, 16)
+
+
+def test_a_packed_d_judges_consecutive_examples_together():
+  d = gan_jax.MaxoutDiscriminator(hidden=(8,), pieces=2, pack=2, input_keep=1.0,
+                                  hidden_keep=1.0, init_scale=0.5)
+  x = jax.random.normal(jax.random.key(1), (6, 5))
+  p = d.init(jax.random.key(2), x[:1], train=False)["params"]  # one row: a shape check
+  assert p["hidden_0"]["kernel"].shape == (10, 16)  # two examples side by side
+  out = d.apply({"params": p}, x, train=False)
+  assert out.shape == (6,)
+  np.testing.assert_array_equal(out[0::2], out[1::2])  # one logit per pack, for each example
+  one = gan_jax.MaxoutDiscriminator(hidden=(8,), pieces=2, input_keep=1.0, hidden_keep=1.0)
+  np.testing.assert_allclose(out[2], one.apply({"params": p}, x[2:4].reshape(1, 10),
+                                               train=False)[0], rtol=1e-6)
+  moved = d.apply({"params": p}, x.at[3].multiply(3.0), train=False)
+  assert moved[2] != out[2] and np.array_equal(moved[:2], out[:2])
+  with pytest.raises(ValueError, match="multiple of it"):
+    d.apply({"params": p}, x[:5], train=False)

@@ -135,6 +135,14 @@ def test_minibatch_std_group_must_divide_each_devices_batch():
     schema.check(config_with(model__discriminator__minibatch_features=-2), 1, MNIST.schema())
   with pytest.raises(UserError, match=r"minibatch_dims is 0; it must be an int >= 1"):
     schema.check(config_with(model__discriminator__minibatch_dims=0), 1, MNIST.schema())
+  schema.check(config_with(model__discriminator__pack=2, model__discriminator__minibatch_std=5),
+               2, MNIST.schema())  # 50 each: 25 packs, 5 groups of 5
+  with pytest.raises(UserError, match=r"pack=3 packs each device's minibatch of 50, which is "):
+    schema.check(config_with(model__discriminator__pack=3), 2, MNIST.schema())
+  with pytest.raises(UserError, match=r"minibatch_std=4 groups each device's minibatch of 100 "
+                                      r"in packs of 2, which is not a multiple of it"):
+    schema.check(config_with(model__discriminator__pack=2, model__discriminator__minibatch_std=4),
+                 1, MNIST.schema())
 
 
 def test_unwritable_workdir_is_refused(tmp_path):
