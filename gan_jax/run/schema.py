@@ -272,19 +272,18 @@ def check(config: Any, num_devices: int, fields: dict[str, Any]) -> None:
     fix = max(num_devices, config.batch_size // num_devices * num_devices)
     raise UserError(f"config.batch_size={split} (e.g. --config.batch_size={fix}), or run on "
                     f"fewer devices.")
-  pack = config.model.get("discriminator", {}).get("pack", 1)
-  if (config.batch_size // num_devices) % pack:
+  d_cfg, per_device = config.model.get("discriminator", {}), config.batch_size // num_devices
+  pack, group = d_cfg.get("pack", 1), d_cfg.get("minibatch_std", 0)
+  fix = f"or a batch size that it divides on {num_devices} device(s)."
+  if per_device % pack:
     raise UserError(f"config.model.discriminator.pack={pack} packs each device's minibatch of "
-                    f"{config.batch_size // num_devices}, which is not a multiple of it; choose "
-                    f"a pack that divides it, or a batch size that it divides on "
-                    f"{num_devices} device(s).")
-  group = config.model.get("discriminator", {}).get("minibatch_std", 0)
-  if group and (config.batch_size // num_devices) % (group * pack):
+                    f"{per_device}, which is not a multiple of it; choose a pack that divides "
+                    f"it, {fix}")
+  if group and per_device % (group * pack):
     packs = f" in packs of {pack}" if pack > 1 else ""
     raise UserError(f"config.model.discriminator.minibatch_std={group} groups each device's "
-                    f"minibatch of {config.batch_size // num_devices}{packs}, which is not a "
-                    f"multiple of it; choose a group size that divides it, or a batch size "
-                    f"that it divides on {num_devices} device(s).")
+                    f"minibatch of {per_device}{packs}, which is not a multiple of it; choose a "
+                    f"group size that divides it, {fix}")
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
