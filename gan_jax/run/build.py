@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
-from gan_jax import losses, optim, players
+from gan_jax import kernels, losses, optim, players
 from gan_jax.state import GAN
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(name: str) -> Any:
+  """``config.model.dtype`` as a dtype: "float32", "bfloat16", or "auto" (bfloat16 where the
+  default backend multiplies it in hardware, else float32: ``kernels.compute_dtype``)."""
+  return DTYPES[kernels.compute_dtype(name, jax.default_backend())]
 
 
 def make_generator(cfg: Any, output_dim: int, dtype: str, cls: type = players.MLPGenerator
@@ -17,7 +24,7 @@ def make_generator(cfg: Any, output_dim: int, dtype: str, cls: type = players.ML
   """G from ``config.model.generator``; ``cls``: ``MLPGenerator`` or a subclass of it."""
   return cls(output_dim=output_dim, hidden=tuple(cfg.hidden), activation=cfg.activation,
              output_activation=cfg.output_activation, init_scale=cfg.init_scale,
-             dtype=DTYPES[dtype])
+             dtype=compute_dtype(dtype))
 
 
 def make_discriminator(cfg: Any, dtype: str, cls: type = players.MaxoutDiscriminator,
@@ -29,7 +36,7 @@ def make_discriminator(cfg: Any, dtype: str, cls: type = players.MaxoutDiscrimin
                 hidden_keep=cfg.hidden_keep, minibatch_std=cfg.get("minibatch_std", 0),
                 minibatch_features=cfg.get("minibatch_features", 0),
                 minibatch_dims=cfg.get("minibatch_dims", 4), pack=cfg.get("pack", 1),
-                dtype=DTYPES[dtype])
+                dtype=compute_dtype(dtype))
   return cls(**{**kwargs, **replace})
 
 

@@ -175,9 +175,12 @@ def _announce(g: Group) -> None:
   epochs = f" ({g.total * g.gan.real_batches_per_step / bpe:.1f} epochs)" if bpe else ""
   procs = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
   many = f", {n} replicas vmapped in one program" if n > 1 else ""
+  dtype = getattr(g.gan.generator, "dtype", None)
+  compute = f", {jnp.dtype(dtype).name} products" if dtype is not None else ""
   say(f"Training {g.total} iterations{epochs} from step {g.step}: global batch "
        f"{g.config.batch_size} on {len(g.devices)} {g.devices[0].platform} device(s){procs}, "
-       f"{chunk_length(g.config)} iterations per compiled call{many}, {g.kernels} kernels.")
+       f"{chunk_length(g.config)} iterations per compiled call{many}, {g.kernels} kernels"
+       f"{compute}.")
 
 
 def _train_chunk(g: Group) -> bool:

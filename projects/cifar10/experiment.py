@@ -38,7 +38,7 @@ FIELDS: dict[str, Any] = {
         "name": schema.choice(("fully_connected", "convolutional")),
         "latent_dim": schema.positive(),
         "latent_dist": schema.choice(state_lib.LATENT_DISTS, default="uniform"),
-        "dtype": schema.choice(("float32", "bfloat16"), default="float32"),
+        "dtype": schema.choice(("float32", "bfloat16", "auto"), default="float32"),
         "generator": {
             "hidden": Field("ints"),
             "activations": Field("str"),  # one per hidden layer, comma-separated

@@ -111,7 +111,7 @@ class ConvMaxoutDiscriminator(nn.Module):
 
 def make_players(config: Any) -> tuple[nn.Module, nn.Module]:
   m = config.model
-  dtype = build.DTYPES[m.get("dtype", "float32")]
+  dtype = build.compute_dtype(m.get("dtype", "float32"))
   g_cfg, d_cfg = m.generator, m.discriminator
   deconv = tuple(g_cfg.deconv) if g_cfg.get("deconv") else None
   g = Generator(hidden=tuple(g_cfg.hidden), activations=tuple(g_cfg.activations.split(",")),

@@ -39,7 +39,7 @@ FIELDS: dict[str, Any] = {
         "conv_features": schema.positive(default=64),
         "latent_dim": schema.positive(),
         "latent_dist": schema.choice(state_lib.LATENT_DISTS, default="uniform"),
-        "dtype": schema.choice(("float32", "bfloat16"), default="float32"),
+        "dtype": schema.choice(("float32", "bfloat16", "auto"), default="float32"),
         **schema.MLP_PLAYERS,
     },
     "evaluation": {

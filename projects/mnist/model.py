@@ -22,7 +22,7 @@ def make_gan(configs: Sequence[Any], dataset: Any) -> GAN:
   pair = None
   if model.get("name", "mlp_maxout") == "conv":
     kw = dict(image_shape=dataset.image_shape, features=model.get("conv_features", 64),
-              dtype=build.DTYPES[model.get("dtype", "float32")])
+              dtype=build.compute_dtype(model.get("dtype", "float32")))
     pair = (players.ConvGenerator(**kw), players.ConvDiscriminator(**kw))
   return build.make_group_gan(list(configs), data_dim=dataset.dim, batches_per_epoch=bpe,
                               players=pair)

@@ -44,7 +44,7 @@ _MODEL = {
     "name": schema.choice(tuple(ARCHITECTURES)),
     "latent_dim": schema.positive(),
     "latent_dist": schema.choice(state_lib.LATENT_DISTS, default="uniform"),
-    "dtype": schema.choice(("float32", "bfloat16"), default="float32"),
+    "dtype": schema.choice(("float32", "bfloat16", "auto"), default="float32"),
 }
 
 

@@ -139,7 +139,7 @@ class LabelledDiscriminator(players.MaxoutDiscriminator):
 def make_players(m: Any, output_dim: int) -> tuple[nn.Module, nn.Module]:
   """(G, D) of ``config.model`` by its ``name``."""
   dtype_name = m.get("dtype", "float32")
-  g, d, dtype = m.generator, m.discriminator, build.DTYPES[dtype_name]
+  g, d, dtype = m.generator, m.discriminator, build.compute_dtype(dtype_name)
   if m.name == "label_concat":
     return (build.make_generator(g, output_dim, dtype_name, LabelledGenerator),
             build.make_discriminator(d, dtype_name, LabelledDiscriminator, input_keep=1.0,

@@ -84,7 +84,7 @@ class Ring2D(experiment.Experiment):
                "std": schema.positive("float")},
       "model": {"latent_dim": schema.positive(),
                 "latent_dist": schema.choice(("normal", "uniform"), default="normal"),
-                "dtype": schema.choice(("float32", "bfloat16"), default="float32"),
+                "dtype": schema.choice(("float32", "bfloat16", "auto"), default="float32"),
                 **schema.MLP_PLAYERS},
       "early_steps": schema.positive(),  # G's gradient norm is averaged over these
       "num_eval_samples": schema.positive(),

@@ -27,6 +27,31 @@ def test_the_switch_takes_the_cpu_rewrites_on_cpus_only(platform, auto):
     kernels.choose("fast", platform)
 
 
+@pytest.mark.parametrize("platform,flags,dtype", [
+    ("cpu", {"fma", "avx2"}, "float32"), ("cpu", {"avx2", "avx512_bf16"}, "bfloat16"),
+    ("cpu", {"amx_bf16", "amx_tile"}, "bfloat16"), ("cpu", {"asimd", "bf16"}, "bfloat16"),
+    ("cpu", set(), "float32"), ("gpu", set(), "bfloat16"), ("tpu", set(), "bfloat16")])
+def test_the_auto_dtype_takes_bfloat16_only_where_the_hardware_multiplies_it(
+    monkeypatch, platform, flags, dtype):
+  monkeypatch.setattr(kernels, "cpu_flags", lambda: frozenset(flags))
+  assert kernels.compute_dtype("auto", platform) == dtype
+  assert kernels.compute_dtype("float32", platform) == "float32"
+  assert kernels.compute_dtype("bfloat16", platform) == "bfloat16"
+  with pytest.raises(ValueError, match="use one of"):
+    kernels.compute_dtype("float16", platform)
+
+
+def test_the_auto_dtype_reads_this_machine_s_flags_and_the_players_get_it(monkeypatch):
+  with open("/proc/cpuinfo", encoding="utf-8") as f:
+    assert ("avx2" in kernels.cpu_flags()) == (" avx2" in f.read())
+  cfg = load_config("experiments/mnist_fast.py")
+  assert cfg.model.dtype == "auto"
+  for flags, dtype in (({"avx2"}, jnp.float32), ({"avx512_bf16"}, jnp.bfloat16)):
+    monkeypatch.setattr(kernels, "cpu_flags", lambda flags=flags: frozenset(flags))
+    gan = build.make_gan(cfg, data_dim=784, batches_per_epoch=250)
+    assert gan.generator.dtype == dtype and gan.discriminator.dtype == dtype
+
+
 def test_the_switch_follows_the_devices_the_loop_uses():
   class Device:  # what the choice reads of a device
     def __init__(self, platform):
