@@ -200,6 +200,54 @@ def call_g_loss(g_loss: Callable, fake_out: jax.Array, real_out: jax.Array | Non
   return g_loss(fake_out, real_out=real_out, cond=cond)
 
 
+# --- Losses that also read D's features ---------------------------------------
+
+
+def _logit_and_features(out, where: str) -> tuple[jax.Array, jax.Array]:
+  if not (isinstance(out, dict) and {"logit", "features"} <= set(out)):
+    got = jax.tree.map(lambda o: tuple(o.shape), out)
+    raise ValueError(f"{where} reads D's outputs as {{'logit': [m], 'features': [m, h]}}, but "
+                     f"D gave {got}; build D with features_out=True (MaxoutDiscriminator) or "
+                     f"return that dict from a D of your own.")
+  return out["logit"], out["features"]
+
+
+@dataclasses.dataclass(frozen=True)
+class OnLogit:
+  """A D loss of logits (``base``, e.g. ``discriminator_loss``), for a D whose outputs are
+  ``{"logit": [m], "features": [m, h]}``."""
+
+  base: DLoss
+
+  def __call__(self, real_out, fake_out, *, real_label):
+    real, _ = _logit_and_features(real_out, "OnLogit")
+    fake, _ = _logit_and_features(fake_out, "OnLogit")
+    return self.base(real, fake, real_label=real_label)
+
+
+@dataclasses.dataclass(frozen=True)
+class WithFeatureMatching:
+  """G's loss ``base`` on D's logits plus ``weight`` * ||mean f(G(z)) - mean f(x)||^2, the
+  squared distance between the minibatch means of D's last hidden features on samples and
+  on data (feature matching, Salimans et al. 2016, here as a term beside the usual loss).
+  A G that draws some kind of example too often or too rarely moves its mean features away
+  from the data's. D's outputs: ``{"logit": [m], "features": [m, h]}`` (``features_out``)."""
+
+  base: GLoss
+  weight: float
+
+  def __post_init__(self):
+    if not (isinstance(self.weight, (int, float)) and self.weight >= 0):
+      raise ValueError(f"WithFeatureMatching.weight is {self.weight!r}; it must be a number "
+                       f">= 0.")
+
+  def __call__(self, fake_out, *, real_out):
+    fake, fake_f = _logit_and_features(fake_out, "WithFeatureMatching")
+    real, real_f = _logit_and_features(real_out, "WithFeatureMatching")
+    gap = jnp.mean(fake_f, axis=0) - jnp.mean(real_f, axis=0)
+    return call_g_loss(self.base, fake, real) + self.weight * jnp.sum(jnp.square(gap))
+
+
 # --- Regularisers of D --------------------------------------------------------
 
 

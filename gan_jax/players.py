@@ -118,6 +118,8 @@ class MaxoutDiscriminator(nn.Module):
   their pixels side by side as one input, one logit for the pack, given to each of its
   examples; a G that repeats itself is easier to tell apart in packs. The same products per
   example in the first layer, 1/p of them above it.
+  ``features_out=True`` returns ``{"logit": [B], "features": [B, hidden[-1]]}``, the last
+  hidden layer beside the logit, for losses that read it (``losses.WithFeatureMatching``).
   """
 
   hidden: Sequence[int] = (240, 240)
@@ -130,11 +132,12 @@ class MaxoutDiscriminator(nn.Module):
   minibatch_features: int = 0
   minibatch_dims: int = 4
   pack: int = 1
+  features_out: bool = False
   dtype: Dtype = jnp.float32
   kernels: str = "auto"
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:  # [B, F] -> [B]
+  def __call__(self, x: jax.Array, *, train: bool) -> Any:  # [B, F] -> [B]
     k = kernels_lib.get(self.kernels)
     init = symmetric_uniform(self.init_scale)
     drops = train and min(self.input_keep, self.hidden_keep) < 1
@@ -163,10 +166,15 @@ class MaxoutDiscriminator(nn.Module):
         h = activation(self.activation)(
             dense(width, self.dtype, k, kernel_init=init, name=f"hidden_{i}")(h))
     self.sow("intermediates", "features", h)  # the last hidden layer, for probes (no-op in steps)
+    features = h
     if drop_key is not None and self.hidden:
       h = dropout(h, self.hidden_keep, jax.random.fold_in(drop_key, len(self.hidden)), k)
     logit = dense(1, self.dtype, k, kernel_init=init, name="output")(h)
-    return jnp.repeat(logit[..., 0].astype(jnp.float32), self.pack)[:rows]
+    logit = jnp.repeat(logit[..., 0].astype(jnp.float32), self.pack)[:rows]
+    if not self.features_out:
+      return logit
+    return {"logit": logit,
+            "features": jnp.repeat(features.astype(jnp.float32), self.pack, axis=0)[:rows]}
 
 
 def pack_rows(x: jax.Array, pack: int) -> jax.Array:

@@ -177,7 +177,8 @@ class GAN:
     """Whether D's output is the logit of a probability, i.e. every D loss choice is the
     paper's BCE: then the steps report D(x), D(G(z)) and V(D, G); a critic's (hinge,
     Wasserstein, least squares, your own) mean outputs are reported as they are."""
-    return all(fn is losses.discriminator_loss for fn in self.d_loss_fns)
+    return all(getattr(fn, "base", fn) is losses.discriminator_loss  # OnLogit: its base
+               for fn in self.d_loss_fns)
 
   @property
   def g_loss_sees_real(self) -> bool:

@@ -255,8 +255,11 @@ def _d_fn(gan: GAN, d: PlayerState, params: Any, rng: jax.Array,
 def _d_metrics(gan: GAN, real_out, fake_out, d_loss) -> Metrics:
   """D's loss, and its outputs for what they are: with the BCE loss D(x) and D(G(z)) as
   probabilities and the minibatch V(D, G) (eq. 1); for a critic its mean raw outputs; for a
-  D with other outputs (class logits, features: a loss of your own reads them) its loss."""
-  if not _per_example_scalar(real_out):
+  D with other outputs (class logits, features: a loss of your own reads them) its loss;
+  a D whose outputs are a dict with a ``"logit"`` entry (``features_out``) is read by it."""
+  if isinstance(real_out, dict) and "logit" in real_out:
+    real_out, fake_out = real_out["logit"], fake_out["logit"]
+  if not (isinstance(real_out, jax.Array) and _per_example_scalar(real_out)):
     return {"d_loss": d_loss}
   if not gan.d_outputs_logits:
     return {"d_loss": d_loss, "critic_real": jnp.mean(real_out),

@@ -68,6 +68,10 @@ def make_gan(config: Any, *, data_dim: int, batches_per_epoch: int,
   dtype = model.get("dtype", "float32")
   g, d = players or (make_generator(model.generator, data_dim, dtype),
                      make_discriminator(model.discriminator, dtype))
+  g_loss = config.gan.g_loss if g_loss is None else g_loss
+  d_loss = config.gan.get("d_loss", "bce") if d_loss is None else d_loss
+  if config.gan.get("feature_matching", 0.0):
+    g_loss, d_loss, d = _with_feature_matching(config.gan.feature_matching, g_loss, d_loss, d)
   return GAN(
       generator=g,
       discriminator=d,
@@ -75,8 +79,8 @@ def make_gan(config: Any, *, data_dim: int, batches_per_epoch: int,
       d_optimizer=optim.make_optimizer(d_opt_cfg, steps_per_epoch=batches_per_epoch),
       latent_dim=model.latent_dim,
       latent_dist=model.get("latent_dist", "uniform"),
-      g_loss=config.gan.g_loss if g_loss is None else g_loss,
-      d_loss=config.gan.get("d_loss", "bce") if d_loss is None else d_loss,
+      g_loss=g_loss,
+      d_loss=d_loss,
       d_regularizer=make_regularizer(config.gan),
       real_label=config.gan.real_label,
       ema_decay=config.gan.get("ema_decay", 0.0),
@@ -87,12 +91,30 @@ def make_gan(config: Any, *, data_dim: int, batches_per_epoch: int,
   )
 
 
+def _with_feature_matching(weight: float, g_loss: Any, d_loss: Any, d: Any) -> tuple:
+  """``gan.feature_matching``: G's loss plus the feature-matching term, D's loss on its logit,
+  and D giving its features beside it."""
+  if isinstance(g_loss, tuple) or isinstance(d_loss, tuple):
+    raise ValueError("config.gan.feature_matching adds a term to one G loss; replicas of a "
+                     "sweep that differ in their losses cannot share it. Sweep the losses "
+                     "without it, or give every replica the same losses.")
+  if "features_out" not in getattr(d, "__dataclass_fields__", {}):
+    raise ValueError(f"config.gan.feature_matching reads D's features, but this project's D "
+                     f"({type(d).__name__}) has no features_out; set it to 0, or use "
+                     f"players.MaxoutDiscriminator.")
+  (g_fn,), (d_fn,) = losses.resolve(g_loss, "g"), losses.resolve(d_loss, "d")
+  return (losses.WithFeatureMatching(g_fn, float(weight)), losses.OnLogit(d_fn),
+          d.clone(features_out=True))
+
+
 def replica_hparams(config: Any) -> dict[str, Any]:
-  """A config's per-replica values, as ``state.set_hparams`` takes them."""
+  """A config's per-replica values, as ``state.set_hparams`` takes them (the losses' choice
+  only where the spec holds the losses by name: not with ``gan.feature_matching``)."""
   g_opt = config.get("g_optimizer") or config.optimizer
+  losses_by_name = ({} if config.gan.get("feature_matching", 0.0) else
+                    {"g_loss": config.gan.g_loss, "d_loss": config.gan.get("d_loss", "bce")})
   return {"real_label": config.gan.real_label, "ema_decay": config.gan.get("ema_decay", 0.0),
-          "g_loss": config.gan.g_loss, "d_loss": config.gan.get("d_loss", "bce"),
-          "d_learning_rate": config.optimizer.learning_rate,
+          **losses_by_name, "d_learning_rate": config.optimizer.learning_rate,
           "g_learning_rate": g_opt.learning_rate}
 
 

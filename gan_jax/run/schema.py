@@ -111,6 +111,9 @@ COMMON: dict[str, Any] = {
         "d_loss": choice(losses.D_LOSS_KINDS, default="bce"),
         "r1_gamma": Field("float", lambda v: v >= 0.0, "a number >= 0 (0: off)", default=0.0),
         "gp_weight": Field("float", lambda v: v >= 0.0, "a number >= 0 (0: off)", default=0.0),
+        # weight of a feature-matching term in G's loss (losses.WithFeatureMatching); 0 = off
+        "feature_matching": Field("float", lambda v: v >= 0.0, "a number >= 0 (0: off)",
+                                  default=0.0),
         # G's EMA, kept for sampling and evaluation; 0 = none. It changes no update.
         "ema_decay": Field("float", *state.RULES["ema_decay"], default=0.0),
         # gamma of a power-function EMA (decay min(ema_decay, (1 - 1/t)^(gamma+1)) at G

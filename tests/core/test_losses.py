@@ -100,3 +100,27 @@ def test_optimal_discriminator_and_theorem_1_identity():
   # Theorem 1: the minimum -log 4 exactly when p_g = p_data.
   np.testing.assert_allclose(losses.optimal_value(p, p, dx), -math.log(4), atol=1e-9)
   assert losses.optimal_value(p, q, dx) > -math.log(4) + 0.01
+
+
+def test_feature_matching_is_the_base_loss_plus_the_weighted_gap_of_mean_features():
+  rng = np.random.default_rng(0)
+  real, fake = ({"logit": jnp.asarray(rng.normal(size=5)),
+                 "features": jnp.asarray(rng.normal(size=(5, 3)))} for _ in range(2))
+  fm = losses.WithFeatureMatching(losses.g_non_saturating, 2.0)
+  assert losses.takes_real(fm)
+  gap = np.asarray(fake["features"]).mean(0) - np.asarray(real["features"]).mean(0)
+  np.testing.assert_allclose(fm(fake, real_out=real),
+                             losses.g_non_saturating(fake["logit"]) + 2.0 * np.sum(gap ** 2),
+                             rtol=1e-6)
+  same = {"logit": fake["logit"], "features": real["features"]}
+  np.testing.assert_allclose(fm(same, real_out=real), losses.g_non_saturating(fake["logit"]))
+  relativistic = losses.WithFeatureMatching(losses.g_relativistic, 0.0)
+  np.testing.assert_allclose(relativistic(fake, real_out=real),
+                             losses.g_relativistic(fake["logit"], real_out=real["logit"]))
+  on_logit = losses.OnLogit(losses.discriminator_loss)
+  np.testing.assert_allclose(on_logit(real, fake, real_label=1.0), losses.discriminator_loss(
+      real["logit"], fake["logit"], real_label=1.0))
+  with pytest.raises(ValueError, match="features_out=True"):
+    fm(fake["logit"], real_out=real["logit"])
+  with pytest.raises(ValueError, match=">= 0"):
+    losses.WithFeatureMatching(losses.g_non_saturating, -1.0)

@@ -212,3 +212,15 @@ def test_a_packed_d_judges_consecutive_examples_together():
   assert moved[2] != out[2] and np.array_equal(moved[:2], out[:2])
   with pytest.raises(ValueError, match="multiple of it"):
     d.apply({"params": p}, x[:5], train=False)
+
+
+def test_a_d_with_features_out_gives_its_last_hidden_layer_beside_the_same_logit():
+  d = gan_jax.MaxoutDiscriminator(hidden=(8, 6), pieces=2, init_scale=0.5, pack=2)
+  x = jax.random.normal(jax.random.key(1), (6, 5))
+  p = d.init(jax.random.key(2), x[:2], train=False)
+  out, cols = d.clone(features_out=True).apply(p, x, train=False, mutable=["intermediates"])
+  np.testing.assert_array_equal(out["logit"], d.apply(p, x, train=False))
+  (sown,) = cols["intermediates"]["features"]  # one row per pack of 2
+  assert out["features"].shape == (6, 6)
+  np.testing.assert_array_equal(out["features"][0::2], sown)
+  np.testing.assert_array_equal(out["features"][1::2], sown)

@@ -275,3 +275,34 @@ def test_a_critic_s_metrics_are_its_mean_outputs_not_probabilities(d_loss):
   np.testing.assert_allclose(m["critic_fake"], jnp.mean(d(fake)), rtol=1e-5)
   assert tiny_gan(d_loss="bce").d_outputs_logits
   assert tiny_gan(d_loss=("bce", "minimax")).d_outputs_logits
+
+
+def test_feature_matching_adds_to_g_s_gradient_only_and_at_weight_0_changes_nothing():
+  """G's loss with the feature-matching term: at weight 0 the same update as the plain game,
+  bit for bit; above 0 the same D update and another G update, and G's loss is the plain one
+  plus the weight times the squared gap between the minibatch means of D's features."""
+  plain_gan = tiny_gan(update_rule="simultaneous")
+  featured = dataclasses.replace(plain_gan,
+                                 discriminator=plain_gan.discriminator.clone(features_out=True),
+                                 d_loss=losses.OnLogit(losses.discriminator_loss))
+  state = gan_jax.init_state(plain_gan, jax.random.key(0), batch())
+  z, rng = noise(), jax.random.key(3)
+  base, base_m = simultaneous_step(plain_gan, state, batch(), rng, noise=z)
+  for weight in (0.0, 5.0):
+    gan = dataclasses.replace(featured, g_loss=losses.WithFeatureMatching(
+        losses.g_non_saturating, weight))
+    assert gan.d_outputs_logits and gan.g_loss_sees_real
+    new, m = simultaneous_step(gan, state, batch(), rng, noise=z)
+    assert_trees_equal(new.d_params, base.d_params)
+    assert m["d_real"] == base_m["d_real"] and m["d_fake"] == base_m["d_fake"]
+    if weight == 0.0:
+      assert_trees_equal(new.g_params, base.g_params)
+      continue
+    assert not np.allclose(new.g_params["output"]["kernel"], base.g_params["output"]["kernel"])
+    d = featured.discriminator
+    fake = gan.generator.apply({"params": state.g_params}, z)
+    features = [d.apply({"params": state.d_params}, x, train=False)["features"]
+                for x in (fake, batch())]
+    gap = features[0].mean(0) - features[1].mean(0)
+    np.testing.assert_allclose(m["g_loss"], base_m["g_loss"] + weight * np.sum(gap ** 2),
+                               rtol=1e-5)

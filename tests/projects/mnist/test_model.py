@@ -47,3 +47,24 @@ def test_model_name_picks_the_players_and_a_step_trains_them(name):
   moved = jax.tree.map(lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()),
                        new.g.params, state.g.params)
   assert max(jax.tree.leaves(moved)) > 0
+
+
+def test_gan_feature_matching_gives_d_its_features_and_g_the_term():
+  config = mnist.get_config("smoke")
+  with config.unlocked():
+    config.gan.feature_matching = 0.5
+    config.gan.update_rule = "simultaneous"
+    config.batch_size = 16
+  data = fake_dataset()
+  gan = model.make_gan([config], data)
+  assert gan.discriminator.features_out and gan.d_outputs_logits
+  assert gan.g_loss == gan_jax.losses.WithFeatureMatching(gan_jax.losses.g_non_saturating, 0.5)
+  state = model.initial_state(config, data, gan)
+  batch = jax.numpy.asarray(data.train[None, :16] / 255.0, jax.numpy.float32)
+  _, metrics = jax.jit(gan_jax.train_step, static_argnums=0)(gan, state, batch,
+                                                             jax.random.key(1))
+  assert 0 < float(metrics["d_fake"]) < 1 and np.isfinite(float(metrics["g_loss"]))
+  with config.unlocked():
+    config.model.name = "conv"
+  with pytest.raises(ValueError, match="has no features_out"):
+    model.make_gan([config], data)
