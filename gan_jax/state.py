@@ -177,7 +177,7 @@ class GAN:
     """Whether D's output is the logit of a probability, i.e. every D loss choice is the
     paper's BCE: then the steps report D(x), D(G(z)) and V(D, G); a critic's (hinge,
     Wasserstein, least squares, your own) mean outputs are reported as they are."""
-    return all(getattr(fn, "base", fn) is losses.discriminator_loss  # OnLogit: its base
+    return all((fn.base if isinstance(fn, losses.OnLogit) else fn) is losses.discriminator_loss
                for fn in self.d_loss_fns)
 
   @property

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from gan_jax import kernels, losses, optim, players
+from gan_jax.errors import UserError
 from gan_jax.state import GAN
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -95,11 +96,11 @@ def _with_feature_matching(weight: float, g_loss: Any, d_loss: Any, d: Any) -> t
   """``gan.feature_matching``: G's loss plus the feature-matching term, D's loss on its logit,
   and D giving its features beside it."""
   if isinstance(g_loss, tuple) or isinstance(d_loss, tuple):
-    raise ValueError("config.gan.feature_matching adds a term to one G loss; replicas of a "
+    raise UserError("config.gan.feature_matching adds a term to one G loss; replicas of a "
                      "sweep that differ in their losses cannot share it. Sweep the losses "
                      "without it, or give every replica the same losses.")
   if "features_out" not in getattr(d, "__dataclass_fields__", {}):
-    raise ValueError(f"config.gan.feature_matching reads D's features, but this project's D "
+    raise UserError(f"config.gan.feature_matching reads D's features, but this project's D "
                      f"({type(d).__name__}) has no features_out; set it to 0, or use "
                      f"players.MaxoutDiscriminator.")
   (g_fn,), (d_fn,) = losses.resolve(g_loss, "g"), losses.resolve(d_loss, "d")

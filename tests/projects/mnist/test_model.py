@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import gan_jax
+from gan_jax.errors import UserError
 from projects.mnist import model
 from projects.mnist.configs import mnist
 
@@ -66,5 +67,5 @@ def test_gan_feature_matching_gives_d_its_features_and_g_the_term():
   assert 0 < float(metrics["d_fake"]) < 1 and np.isfinite(float(metrics["g_loss"]))
   with config.unlocked():
     config.model.name = "conv"
-  with pytest.raises(ValueError, match="has no features_out"):
+  with pytest.raises(UserError, match="has no features_out"):
     model.make_gan([config], data)
