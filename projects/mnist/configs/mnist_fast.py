@@ -25,8 +25,9 @@ seed 2: 230.9, FD 4.13, recall 0.900 -- the speed-run target (225 with FD <= 4 a
 recall >= 0.9 within 10 minutes on 2 CPU cores) in 2 of 3 seeds, not yet in all three.
 On 2 cores of an Intel Xeon with AMX (bfloat16 rounded otherwise, so other paths per
 seed): 228.8 / 228.6 / 225.4 with FD 4.27 / 3.76 / 5.12, seed 2 alone in 6 min 33 s: 1 of
-3. docs/speed_run.md has the search, the seeds, and the share of the FD that the digits'
-proportions take.
+3. On 2 cores of an AMD EPYC without bfloat16 units the config runs in float32 at 17-20
+it/s alone: 20-23 minutes, over the 10 (seed 2: 229.4, FD 5.00, recall 0.899). docs/speed_run.md
+has the search, the seeds, and the share of the FD that the digits' proportions take.
 """
 
 import ml_collections
