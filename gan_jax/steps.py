@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 import jax
 import jax.numpy as jnp
@@ -259,7 +259,7 @@ def _d_metrics(gan: GAN, real_out, fake_out, d_loss) -> Metrics:
   a D whose outputs are a dict with a ``"logit"`` entry (``features_out``) is read by it."""
   if isinstance(real_out, dict) and "logit" in real_out:
     real_out, fake_out = real_out["logit"], fake_out["logit"]
-  if not (isinstance(real_out, jax.Array) and _per_example_scalar(real_out)):
+  if not _per_example_scalar(real_out):
     return {"d_loss": d_loss}
   if not gan.d_outputs_logits:
     return {"d_loss": d_loss, "critic_real": jnp.mean(real_out),
@@ -269,7 +269,7 @@ def _d_metrics(gan: GAN, real_out, fake_out, d_loss) -> Metrics:
           "d_fake": jnp.mean(jax.nn.sigmoid(fake_out))}
 
 
-def _per_example_scalar(out: Any) -> bool:
+def _per_example_scalar(out: Any) -> TypeGuard[jax.Array]:
   return isinstance(out, jax.Array) and out.ndim == 1
 
 

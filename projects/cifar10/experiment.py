@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from gan_jax import state as state_lib
+from gan_jax import kernels, state as state_lib
 from gan_jax.errors import UserError
 from gan_jax.loop import ArraySource
 from gan_jax.run import pictures, schema
@@ -38,7 +38,7 @@ FIELDS: dict[str, Any] = {
         "name": schema.choice(("fully_connected", "convolutional")),
         "latent_dim": schema.positive(),
         "latent_dist": schema.choice(state_lib.LATENT_DISTS, default="uniform"),
-        "dtype": schema.choice(("float32", "bfloat16", "auto"), default="float32"),
+        "dtype": schema.choice(kernels.DTYPE_CHOICES, default="float32"),
         "generator": {
             "hidden": Field("ints"),
             "activations": Field("str"),  # one per hidden layer, comma-separated

@@ -14,7 +14,7 @@ from typing import Any
 
 import jax
 
-from gan_jax import state as state_lib
+from gan_jax import kernels, state as state_lib
 from gan_jax.errors import UserError
 from gan_jax.loop import ArraySource
 from gan_jax.run import pictures, schema
@@ -39,7 +39,7 @@ FIELDS: dict[str, Any] = {
         "conv_features": schema.positive(default=64),
         "latent_dim": schema.positive(),
         "latent_dist": schema.choice(state_lib.LATENT_DISTS, default="uniform"),
-        "dtype": schema.choice(("float32", "bfloat16", "auto"), default="float32"),
+        "dtype": schema.choice(kernels.DTYPE_CHOICES, default="float32"),
         **schema.MLP_PLAYERS,
     },
     "evaluation": {

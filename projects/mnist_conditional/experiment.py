@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from gan_jax import state as state_lib
+from gan_jax import kernels, state as state_lib
 from gan_jax.errors import UserError
 from gan_jax.run import schema
 from gan_jax.run.experiment import Context, Data
@@ -44,7 +44,7 @@ _MODEL = {
     "name": schema.choice(tuple(ARCHITECTURES)),
     "latent_dim": schema.positive(),
     "latent_dist": schema.choice(state_lib.LATENT_DISTS, default="uniform"),
-    "dtype": schema.choice(("float32", "bfloat16", "auto"), default="float32"),
+    "dtype": schema.choice(kernels.DTYPE_CHOICES, default="float32"),
 }
 
 

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gan_jax import kernels
 from gan_jax.errors import UserError
 from gan_jax.loop import SamplerSource, train_discriminator
 from gan_jax.run import build, experiment, schema, sweep
@@ -84,7 +85,7 @@ class Ring2D(experiment.Experiment):
                "std": schema.positive("float")},
       "model": {"latent_dim": schema.positive(),
                 "latent_dist": schema.choice(("normal", "uniform"), default="normal"),
-                "dtype": schema.choice(("float32", "bfloat16", "auto"), default="float32"),
+                "dtype": schema.choice(kernels.DTYPE_CHOICES, default="float32"),
                 **schema.MLP_PLAYERS},
       "early_steps": schema.positive(),  # G's gradient norm is averaged over these
       "num_eval_samples": schema.positive(),
