@@ -12,24 +12,31 @@ follow the step that applies them (the steps' ``kernels`` argument, which
 rewrites directly, e.g. ``nn.Conv(..., conv_general_dilated=cpu.conv_general_dilated)``.
 
 The compute dtype ``"auto"`` (``compute_dtype``) is the same kind of choice: bfloat16
-products where the hardware has units for them, float32 where bfloat16 would only be
-emulated (and slower than float32).
+products where they run faster than float32 ones (GPUs, TPUs, CPUs whose bfloat16 units
+XLA uses), float32 elsewhere.
 """
 
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
+
+import jax
+import jax.numpy as jnp
 
 from gan_jax.kernels import cpu, plain
 
 CHOICES = ("auto", "plain", "cpu")
 DTYPE_CHOICES = ("auto", "float32", "bfloat16")
-# /proc/cpuinfo flags of CPUs that multiply bfloat16 in hardware (x86: AVX512_BF16 or AMX;
-# Arm: the BF16 extension).
+# /proc/cpuinfo flags of CPUs that can multiply bfloat16 in hardware (x86: AVX512_BF16 or
+# AMX; Arm: the BF16 extension). Without one, bfloat16 products are emulated.
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+# With one, ``auto`` still times the products (``bf16_speedup``): a flag names instructions,
+# not the speed XLA gets from them. bfloat16 is taken when it is at least this much faster.
+BF16_MIN_SPEEDUP = 1.2
 _SETS = {"plain": plain, "cpu": cpu}
 
 
@@ -62,15 +69,43 @@ def cpu_flags() -> frozenset[str]:
   return frozenset()
 
 
+@functools.cache
+def bf16_speedup() -> float:
+  """How many times faster this process's CPU runs a bfloat16 product (float32 results) than
+  a float32 one, at the MNIST players' shape ([200, 1200] @ [1200, 1200]): the best of 5
+  interleaved runs of each, timed once per process (a fraction of a second). On 2 cores
+  this product ran 0.57x float32 on a Xeon whose flags name avx512_bf16 but no AMX;
+  such a layer's products ran 1.1-3.3x faster on a Xeon with AMX tiles."""
+  cpu_device = jax.devices("cpu")[0]
+  product = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
+  pairs = {}
+  for dtype in (jnp.float32, jnp.bfloat16):
+    a = jax.device_put(jnp.ones((200, 1200), dtype), cpu_device)
+    b = jax.device_put(jnp.ones((1200, 1200), dtype), cpu_device)
+    product(a, b).block_until_ready()  # compiled outside the timing
+    pairs[dtype] = (a, b)
+  best = {dtype: float("inf") for dtype in pairs}
+  for _ in range(5):
+    for dtype, (a, b) in pairs.items():
+      start = time.perf_counter()
+      product(a, b).block_until_ready()
+      best[dtype] = min(best[dtype], time.perf_counter() - start)
+  return best[jnp.float32] / best[jnp.bfloat16]
+
+
 def compute_dtype(dtype: str, platform: str) -> str:
   """The players' compute dtype on ``platform``: ``dtype`` itself unless it is ``"auto"``,
-  then ``"bfloat16"`` on GPUs and TPUs and on CPUs with bfloat16 units (``BF16_CPU_FLAGS``),
-  ``"float32"`` on other CPUs, where emulated bfloat16 products run slower than float32."""
+  then ``"bfloat16"`` on GPUs and TPUs, and on CPUs whose flags name bfloat16 units
+  (``BF16_CPU_FLAGS``) where the products also time at least ``BF16_MIN_SPEEDUP`` times
+  faster than float32 (``bf16_speedup``); ``"float32"`` on other CPUs, where bfloat16
+  products are emulated or XLA leaves the units idle, and run slower than float32."""
   if dtype not in DTYPE_CHOICES:
     raise ValueError(f"dtype is {dtype!r}; use one of {DTYPE_CHOICES}.")
   if dtype != "auto":
     return dtype
-  if platform != "cpu" or BF16_CPU_FLAGS & cpu_flags():
+  if platform != "cpu":
+    return "bfloat16"
+  if BF16_CPU_FLAGS & cpu_flags() and bf16_speedup() >= BF16_MIN_SPEEDUP:
     return "bfloat16"
   return "float32"
 
@@ -91,5 +126,5 @@ def bind(module: Any, kernels: str) -> Any:
   return module
 
 
-__all__ = ["BF16_CPU_FLAGS", "CHOICES", "DTYPE_CHOICES", "bind", "choose", "compute_dtype",
-           "cpu", "cpu_flags", "for_devices", "get", "plain"]
+__all__ = ["BF16_CPU_FLAGS", "BF16_MIN_SPEEDUP", "CHOICES", "DTYPE_CHOICES", "bf16_speedup",
+           "bind", "choose", "compute_dtype", "cpu", "cpu_flags", "for_devices", "get", "plain"]

@@ -27,14 +27,20 @@ def test_the_switch_takes_the_cpu_rewrites_on_cpus_only(platform, auto):
     kernels.choose("fast", platform)
 
 
-@pytest.mark.parametrize("platform,flags,dtype", [
-    ("cpu", {"fma", "avx2"}, "float32"), ("cpu", {"avx2", "avx512_bf16"}, "bfloat16"),
-    ("cpu", {"amx_bf16", "amx_tile"}, "bfloat16"), ("cpu", {"asimd", "bf16"}, "bfloat16"),
-    ("cpu", set(), "float32"), ("gpu", set(), "bfloat16"), ("tpu", set(), "bfloat16")])
-def test_the_auto_dtype_takes_bfloat16_only_where_the_hardware_multiplies_it(
-    monkeypatch, platform, flags, dtype):
+@pytest.mark.parametrize("platform,flags,speedup,dtype", [
+    ("cpu", {"fma", "avx2"}, 3.0, "float32"), ("cpu", {"avx2", "avx512_bf16"}, 1.6, "bfloat16"),
+    ("cpu", {"avx2", "avx512_bf16"}, 0.57, "float32"),
+    ("cpu", {"amx_bf16", "amx_tile"}, 1.9, "bfloat16"), ("cpu", {"asimd", "bf16"}, 1.5, "bfloat16"),
+    ("cpu", set(), 3.0, "float32"), ("gpu", set(), 0.5, "bfloat16"),
+    ("tpu", set(), 0.5, "bfloat16")])
+def test_the_auto_dtype_takes_bfloat16_only_where_the_hardware_multiplies_it_faster(
+    monkeypatch, platform, flags, speedup, dtype):
   monkeypatch.setattr(kernels, "cpu_flags", lambda: frozenset(flags))
+  timed = []
+  monkeypatch.setattr(kernels, "bf16_speedup", lambda: timed.append(1) or speedup)
   assert kernels.compute_dtype("auto", platform) == dtype
+  # Products are timed only on CPUs whose flags name bfloat16 units.
+  assert bool(timed) == (platform == "cpu" and bool(flags & kernels.BF16_CPU_FLAGS))
   assert kernels.compute_dtype("float32", platform) == "float32"
   assert kernels.compute_dtype("bfloat16", platform) == "bfloat16"
   with pytest.raises(ValueError, match="use one of"):
@@ -44,10 +50,14 @@ def test_the_auto_dtype_takes_bfloat16_only_where_the_hardware_multiplies_it(
 def test_the_auto_dtype_reads_this_machine_s_flags_and_the_players_get_it(monkeypatch):
   with open("/proc/cpuinfo", encoding="utf-8") as f:
     assert ("avx2" in kernels.cpu_flags()) == (" avx2" in f.read())
+  speedup = kernels.bf16_speedup()  # this machine's own timing
+  assert 0.05 < speedup < 50 and kernels.bf16_speedup() == speedup  # timed once
   cfg = load_config("experiments/mnist_fast.py")
   assert cfg.model.dtype == "auto"
-  for flags, dtype in (({"avx2"}, jnp.float32), ({"avx512_bf16"}, jnp.bfloat16)):
+  for flags, timed, dtype in (({"avx2"}, 2.0, jnp.float32), ({"avx512_bf16"}, 2.0, jnp.bfloat16),
+                              ({"avx512_bf16"}, 0.6, jnp.float32)):
     monkeypatch.setattr(kernels, "cpu_flags", lambda flags=flags: frozenset(flags))
+    monkeypatch.setattr(kernels, "bf16_speedup", lambda timed=timed: timed)
     gan = build.make_gan(cfg, data_dim=784, batches_per_epoch=250)
     assert gan.generator.dtype == dtype and gan.discriminator.dtype == dtype
 
