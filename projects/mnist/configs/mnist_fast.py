@@ -1,6 +1,6 @@
 """The fastest MNIST config found so far (this project's own, beyond the paper): the paper's
 players, data and selection protocol, trained by Adam with Lookahead in bfloat16 (float32 on
-CPUs without bfloat16 units, where emulated bfloat16 runs slower: model.dtype=auto).
+CPUs where bfloat16 products run slower than float32 ones: model.dtype=auto).
 
 Command:
   python launch.py --config=experiments/mnist_fast.py --workdir=runs/mnist_fast
@@ -26,7 +26,9 @@ recall >= 0.9 within 10 minutes on 2 CPU cores) in 2 of 3 seeds, not yet in all 
 On 2 cores of an Intel Xeon with AMX (bfloat16 rounded otherwise, so other paths per
 seed): 228.8 / 228.6 / 225.4 with FD 4.27 / 3.76 / 5.12, seed 2 alone in 6 min 33 s: 1 of
 3. On 2 cores of an AMD EPYC without bfloat16 units the config runs in float32 at 17-20
-it/s alone: 20-23 minutes, over the 10 (seed 2: 229.4, FD 5.00, recall 0.899). docs/speed_run.md
+it/s alone: 20-23 minutes, over the 10 (seed 2: 229.4, FD 5.00, recall 0.899); in float32 too
+on 2 cores of an Intel Xeon whose bfloat16 products run slower than float32 (auto times
+them): seed 0 223.8, FD 4.18, recall 0.913, 12 min 6 s alone. docs/speed_run.md
 has the search, the seeds, and the share of the FD that the digits' proportions take.
 """
 
